@@ -1,0 +1,40 @@
+"""Model families as tasks: a plain registry from model name to the family that builds it.
+
+A `Task` is what the one trainer needs from any family: a state initialiser, a pure train
+step, a scorer for evaluation, and a grain dataset. Nothing here is model-specific.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from jaxrec.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """init_state(rng) -> state whose leaves may be `nn.LogicallyPartitioned` (for shardings).
+    train_step(state, batch, rng) -> (state, metrics): pure; metrics are device scalars.
+    score(params, users [B], hist_ids [B, L], hist_mask [B, L]) -> float32 [B, I].
+    dataset(process_index, process_count) -> grain.IterDataset of numpy batch dicts.
+    batch_axis: which axis of every batch array is the batch (sharded over `data`).
+    """
+
+    name: str
+    init_state: Callable[[Any], Any]
+    train_step: Callable[..., Any]
+    score: Callable[..., Any]
+    dataset: Callable[[int, int], Any]
+    batch_axis: int = 0
+
+
+def build_task(cfg, split) -> Task:
+    """The task for `cfg.model.name`, bound to its config and the split it trains on."""
+    name = cfg.model.name
+    if name == "gru4rec":
+        from jaxrec.tasks import sequential
+
+        return sequential.build(cfg, split)
+    raise ConfigError(f"model.name={name!r} is not a known model; available: gru4rec")
