@@ -76,6 +76,7 @@ class OptimConfig:
     schedule: str = "constant"  # constant | cosine | linear
     warmup_steps: int = 0
     clip_norm: float | None = None
+    sparse: bool = True  # item tables: row-wise updates of touched rows only (adagrad, sgd)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from jaxrec.config import OptimConfig
@@ -25,6 +27,25 @@ def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warm), main], [warm])
 
 
+def scale_by_adagrad(eps: float = 1e-6) -> optax.GradientTransformation:
+    """g / (sqrt(sum of g²) + eps), accumulator starting at 0: the official GRU4Rec Adagrad.
+
+    (optax's `scale_by_rss` puts eps inside the root; this form matches the row-wise update in
+    `jaxrec.embedding.adagrad_rows`, so dense and sparse training agree.)
+    """
+
+    def init(params):
+        return jax.tree.map(jnp.zeros_like, params)
+
+    def update(grads, acc, params=None):
+        del params
+        acc = jax.tree.map(lambda a, g: a + jnp.square(g), acc, grads)
+        updates = jax.tree.map(lambda g, a: g / (jnp.sqrt(a) + eps), grads, acc)
+        return updates, acc
+
+    return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
     """Gradient clipping (optional) → the named optimizer with its schedule.
 
@@ -34,7 +55,7 @@ def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransfor
     """
     lr = schedule(cfg, total_steps)
     if cfg.name == "adagrad":
-        parts = [optax.scale_by_rss(initial_accumulator_value=0.0, eps=1e-6)]
+        parts = [scale_by_adagrad()]
         if cfg.momentum:
             parts.append(optax.trace(decay=cfg.momentum))
         opt = optax.chain(*parts, optax.scale_by_learning_rate(lr))

@@ -73,6 +73,8 @@ class GRU4Rec(nn.Module):
             )
             b.append(_param(self, f"b{layer}", nn.initializers.zeros, (3 * h,), ("gates",)))
         self.Wx, self.Wh, self.b = Wx, Wh, b
+        self.drop_embed = nn.Dropout(self.dropout_embed)
+        self.drop_hidden = nn.Dropout(self.dropout_hidden)
 
     def init_hidden(self, batch_size: int) -> tuple[jax.Array, ...]:
         """Zero states, one [B, H_l] per layer."""
@@ -103,14 +105,14 @@ class GRU4Rec(nn.Module):
         """One step. items int32 [B]; hidden: per layer [B, H_l] → (hidden', out [B, H])."""
         x, gates_x = self._input_gates(items)
         if x is not None and self.dropout_embed > 0:
-            x = nn.Dropout(self.dropout_embed, deterministic=not train)(x)
+            x = self.drop_embed(x, deterministic=not train)
         new = []
         for layer, h in enumerate(hidden):
             h = self._cell(layer, x, gates_x if layer == 0 else None, h)
             new.append(h)
             x = h
             if self.dropout_hidden > 0:
-                x = nn.Dropout(self.dropout_hidden, deterministic=not train)(x)
+                x = self.drop_hidden(x, deterministic=not train)
         return tuple(new), x
 
     def encode(self, ids: jax.Array, mask: jax.Array) -> jax.Array:

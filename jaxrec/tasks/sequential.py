@@ -10,29 +10,39 @@ mini-batches (one step of back-propagation through time).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import linen as nn
-from flax.training import train_state
+from flax import struct
 
 from jaxrec import losses
 from jaxrec.data.pipeline import item_counts, session_parallel_dataset
+from jaxrec.embedding import adagrad_rows, gather_rows, touched_rows
 from jaxrec.errors import ConfigError
 from jaxrec.models.gru4rec import GRU4Rec
-from jaxrec.optim import make_optimizer
+from jaxrec.optim import make_optimizer, schedule
 from jaxrec.tasks import Task
 
 
-class SequentialState(train_state.TrainState):
-    """TrainState plus the carried GRU states and the negative sampler's tables.
+class SequentialState(struct.PyTreeNode):
+    """Train state of the sequential task.
 
-    hidden: per layer [B, H_l]; sample_cdf: float32 [I] cumulative popularity^alpha;
-    log_q: float32 [I] log sampling probability (logQ correction).
+    params: all model parameters; opt_state: optax state of the dense parameters (all of
+    them when the tables are updated densely); table_acc: Adagrad accumulators of the item
+    tables ({} when dense); hidden: carried GRU states, per layer [B, H_l];
+    sample_cdf: float32 [I] cumulative popularity^alpha; log_q: float32 [I] log sampling
+    probability (logQ correction).
     """
 
+    step: jax.Array
+    params: dict
+    opt_state: optax.OptState
+    table_acc: dict
     hidden: tuple
     sample_cdf: jax.Array
     log_q: jax.Array
@@ -79,42 +89,80 @@ def sampler_tables(counts: np.ndarray, alpha: float) -> tuple[np.ndarray, np.nda
     return np.cumsum(q).astype(np.float32), np.maximum(log_q, -1e4).astype(np.float32)
 
 
-def train_step(state: SequentialState, batch, rng, *, model: GRU4Rec, loss_cfg, final_act):
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static pieces of the step, bound with functools.partial before jit."""
+
+    model: GRU4Rec
+    tx: optax.GradientTransformation
+    learning_rate: optax.Schedule
+    tables: tuple[str, ...]  # item tables updated row-wise; () = everything dense
+    loss: object  # LossConfig
+    final_act: str
+
+
+def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
     """T session-parallel updates. batch: inputs/targets int32 [T, B], reset/valid bool [T, B]."""
-    act = final_activation(final_act)
+    act = final_activation(c.final_act)
+    num_items = state.sample_cdf.shape[0]
 
     def one(state, mb):
         key = jax.random.fold_in(rng, state.step)
         k_sample, k_drop = jax.random.split(key)
-        valid = mb["valid"]
+        valid, B = mb["valid"], mb["valid"].shape[0]
         hidden = tuple(jnp.where(mb["reset"][:, None], 0.0, h) for h in state.hidden)
-        u = jax.random.uniform(k_sample, (loss_cfg.n_sample,)) * state.sample_cdf[-1]
+        u = jax.random.uniform(k_sample, (c.loss.n_sample,)) * state.sample_cdf[-1]
         negatives = jnp.searchsorted(state.sample_cdf, u, side="right").astype(jnp.int32)
-        negatives = jnp.minimum(negatives, state.sample_cdf.shape[0] - 1)
+        negatives = jnp.minimum(negatives, num_items - 1)
         cols = jnp.concatenate([mb["targets"], negatives])
+        log_q = c.loss.logq * state.log_q[cols]
 
-        def loss_fn(params):
-            new_hidden, out = state.apply_fn(
-                {"params": params}, mb["inputs"], hidden, train=True, rngs={"dropout": k_drop}
+        dense = {k: v for k, v in state.params.items() if k not in c.tables}
+        if c.tables:  # the step sees a catalogue made of the rows it touches
+            rows, local = touched_rows(jnp.concatenate([mb["inputs"], cols]), num_items)
+            inputs, cols = local[:B], local[B:]
+            tables = {k: gather_rows(state.params[k], rows) for k in c.tables}
+            model = c.model.clone(num_items=rows.shape[0])
+        else:
+            inputs, tables, model = mb["inputs"], {}, c.model
+
+        def loss_fn(dense, tables):
+            params = {**dense, **tables}
+            new_hidden, out = model.apply(
+                {"params": params}, inputs, hidden, train=True, rngs={"dropout": k_drop}
             )
-            logits = state.apply_fn({"params": params}, out, cols, method="score")
+            logits = model.apply({"params": params}, out, cols, method="score")
             loss = losses.gru4rec_loss(
-                act(logits),
-                valid,
-                kind=loss_cfg.kind,
-                bpreg=loss_cfg.bpreg,
-                log_q=loss_cfg.logq * state.log_q[cols],
+                act(logits), valid, kind=c.loss.kind, bpreg=c.loss.bpreg, log_q=log_q
             )
             return loss, new_hidden
 
-        (loss, new_hidden), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        updated = state.apply_gradients(grads=grads)
-        # An all-padding mini-batch (end of epoch) must not move the optimizer state.
+        (loss, new_hidden), (g_dense, g_tables) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1), has_aux=True
+        )(dense, tables)
+        updates, opt_state = c.tx.update(g_dense, state.opt_state, dense)
+        new_dense = optax.apply_updates(dense, updates)
+        # An all-padding mini-batch (end of an epoch) must not move the dense optimizer;
+        # row-wise Adagrad with a zero gradient is already a no-op.
         keep = valid.any()
-        updated = jax.tree.map(lambda n, o: jnp.where(keep, n, o), updated, state)
-        updated = updated.replace(hidden=tuple(jax.lax.stop_gradient(h) for h in new_hidden))
+        new_dense, opt_state = jax.tree.map(
+            lambda n, o: jnp.where(keep, n, o), (new_dense, opt_state), (dense, state.opt_state)
+        )
+        params, table_acc = dict(new_dense), dict(state.table_acc)
+        lr = c.learning_rate(state.step)
+        for k in c.tables:
+            params[k], table_acc[k] = adagrad_rows(
+                state.params[k], state.table_acc[k], rows, g_tables[k], lr
+            )
+        state = state.replace(
+            step=state.step + keep.astype(state.step.dtype),
+            params=params,
+            opt_state=opt_state,
+            table_acc=table_acc,
+            hidden=tuple(jax.lax.stop_gradient(h) for h in new_hidden),
+        )
         n = valid.sum()
-        return updated, (jnp.where(n > 0, loss, 0.0) * n, n)
+        return state, (jnp.where(n > 0, loss, 0.0) * n, n)
 
     state, (loss_sums, counts) = jax.lax.scan(one, state, batch)
     total = counts.sum()
@@ -128,6 +176,24 @@ def score(params, users, hist_ids, hist_mask, *, model: GRU4Rec):
     return model.apply({"params": params}, out, method="score")
 
 
+def item_tables(cfg, model: GRU4Rec) -> tuple[str, ...]:
+    """Names of the [I, ...] parameters updated row-wise, or () for a dense update."""
+    if not cfg.optim.sparse:
+        return ()
+    if cfg.optim.name != "adagrad" or cfg.optim.momentum or cfg.optim.weight_decay:
+        raise ConfigError(
+            f"optim.sparse updates item tables with plain row-wise Adagrad; optim.name="
+            f"{cfg.optim.name!r} (momentum {cfg.optim.momentum}, weight_decay "
+            f"{cfg.optim.weight_decay}) needs optim.sparse=false"
+        )
+    names = ["Wy", "By"]
+    if model.embedding > 0:
+        names.append("E")
+    elif not model.constrained_embedding:
+        names.append("Wx0")
+    return tuple(names)
+
+
 def build(cfg, split) -> Task:
     """GRU4Rec task on `split.train` (session-parallel over each user's sequence)."""
     model = make_model(cfg, split.num_items)
@@ -139,16 +205,20 @@ def build(cfg, split) -> Task:
     transitions = counts.sum()
     total_steps = int(np.ceil(transitions / B)) * cfg.train.epochs
     tx = make_optimizer(cfg.optim, total_steps)
+    tables = item_tables(cfg, model)
 
     def init_state(rng):
         hidden = model.init_hidden(B)
         params = model.init(rng, jnp.zeros((B,), jnp.int32), hidden)["params"]
-        boxed_hidden = tuple(nn.LogicallyPartitioned(h, ("batch", "hidden")) for h in hidden)
-        return SequentialState.create(
-            apply_fn=model.apply,
+        dense = {k: v for k, v in params.items() if k not in tables}
+        # Accumulators share their table's logical axes, so they are row-sharded alike.
+        acc = {k: jax.tree.map(jnp.zeros_like, params[k]) for k in tables}
+        return SequentialState(
+            step=jnp.zeros((), jnp.int32),
             params=params,
-            tx=tx,
-            hidden=boxed_hidden,
+            opt_state=tx.init(dense),
+            table_acc=acc,
+            hidden=tuple(nn.LogicallyPartitioned(h, ("batch", "hidden")) for h in hidden),
             sample_cdf=jnp.asarray(cdf),
             log_q=jnp.asarray(log_q),
         )
@@ -166,13 +236,19 @@ def build(cfg, split) -> Task:
             columns=cols,
         )
 
-    step = functools.partial(
-        train_step, model=model, loss_cfg=cfg.loss, final_act=cfg.model.final_act
+    static = StepConfig(
+        model=model,
+        tx=tx,
+        learning_rate=schedule(cfg.optim, total_steps),
+        tables=tables,
+        loss=cfg.loss,
+        final_act=cfg.model.final_act,
     )
+    final_activation(cfg.model.final_act)  # a bad name fails here, not inside jit
     return Task(
         name="gru4rec",
         init_state=init_state,
-        train_step=step,
+        train_step=functools.partial(train_step, c=static),
         score=functools.partial(score, model=model),
         dataset=dataset,
         batch_axis=1,

@@ -1,0 +1,49 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrec.embedding import adagrad_rows, gather_rows, touched_rows
+from jaxrec.optim import scale_by_adagrad
+
+
+def test_touched_rows_unique_and_inverse():
+    ids = jnp.array([5, 2, 5, 7, 2, 2], jnp.int32)
+    rows, inv = touched_rows(ids, num_rows=10)
+    assert rows.tolist() == [2, 5, 7, 10, 10, 10]  # padded with the out-of-range id
+    np.testing.assert_array_equal(rows[inv], ids)
+    g = gather_rows(jnp.arange(10.0)[:, None] * jnp.ones((1, 3)), rows)
+    assert g[:3, 0].tolist() == [2.0, 5.0, 7.0] and g[3:].sum() == 0
+
+
+def test_adagrad_rows_equals_dense_adagrad_and_leaves_other_rows():
+    rng = np.random.default_rng(0)
+    table = jnp.asarray(rng.normal(size=(12, 4)), jnp.float32)
+    acc0 = jnp.asarray(rng.uniform(0, 1, size=(12, 4)), jnp.float32)
+    ids = jnp.array([3, 1, 3, 9], jnp.int32)
+    grad_per_id = jnp.asarray(rng.normal(size=(4, 4)), jnp.float32)
+    rows, inv = touched_rows(ids, 12)
+    # duplicates are summed, as the gradient of a gather sums them
+    grad_rows = jnp.zeros((rows.shape[0], 4)).at[inv].add(grad_per_id)
+    new_table, new_acc = jax.jit(adagrad_rows)(table, acc0, rows, grad_rows, 0.1)
+
+    dense_grad = jnp.zeros((12, 4)).at[ids].add(grad_per_id)
+    tx = scale_by_adagrad()
+    updates, acc = tx.update(dense_grad, acc0)
+    ref = table - 0.1 * updates
+    touched = np.array([1, 3, 9])
+    np.testing.assert_allclose(new_table[touched], ref[touched], rtol=1e-6)
+    np.testing.assert_allclose(new_acc[touched], acc[touched], rtol=1e-6)
+    untouched = np.setdiff1d(np.arange(12), touched)
+    # bit-identical: untouched rows and their optimizer slots are neither read nor written
+    assert np.array_equal(np.asarray(new_table)[untouched], np.asarray(table)[untouched])
+    assert np.array_equal(np.asarray(new_acc)[untouched], np.asarray(acc0)[untouched])
+
+
+def test_scale_by_adagrad_formula():
+    tx = scale_by_adagrad(eps=1e-6)
+    g = {"w": jnp.array([3.0, -4.0, 0.0])}
+    state = tx.init(g)
+    u, state = tx.update(g, state)
+    np.testing.assert_allclose(u["w"], [3 / (3 + 1e-6), -4 / (4 + 1e-6), 0.0], rtol=1e-6)
+    u, state = tx.update(g, state)
+    np.testing.assert_allclose(state["w"], [18.0, 32.0, 0.0])
