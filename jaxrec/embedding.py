@@ -37,16 +37,27 @@ def adagrad_rows(
     rows: jax.Array,
     grad: jax.Array,
     learning_rate: jax.Array | float,
+    momentum: float = 0.0,
+    velocity: jax.Array | None = None,
     eps: float = 1e-6,
-) -> tuple[jax.Array, jax.Array]:
-    """Adagrad on the touched rows only: acc += g²; w -= lr · g / (√acc + eps).
+):
+    """Adagrad (with optional heavy-ball momentum) on the touched rows only.
 
-    table, accumulator: [R, ...]; rows: unique int32 [N] (padding = R); grad: [N, ...].
-    Rows not in `rows` keep their values and accumulators bit for bit.
+    The official GRU4Rec `IndexedAdagradM`: acc += g²; u = g / √(acc + eps); without
+    momentum w -= lr·u, with it v = m·v − lr·u and w += v, where acc and v of untouched rows
+    are left alone (lazy). table, accumulator, velocity: [R, ...]; rows: unique int32 [N]
+    (padding = R); grad: [N, ...] (duplicates already summed).
+    Returns (table, accumulator, velocity); rows not in `rows` are bit-identical.
     """
     acc = gather_rows(accumulator, rows) + jnp.square(grad)
-    new = gather_rows(table, rows) - learning_rate * grad / (jnp.sqrt(acc) + eps)
+    step = learning_rate * grad / jnp.sqrt(acc + eps)
+    if momentum:
+        v = momentum * gather_rows(velocity, rows) - step
+        velocity = velocity.at[rows].set(v, mode="drop")
+        step = -v
+    new = gather_rows(table, rows) - step
     return (
         table.at[rows].set(new.astype(table.dtype), mode="drop"),
         accumulator.at[rows].set(acc, mode="drop"),
+        velocity,
     )

@@ -28,10 +28,10 @@ def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
 
 
 def scale_by_adagrad(eps: float = 1e-6) -> optax.GradientTransformation:
-    """g / (sqrt(sum of g²) + eps), accumulator starting at 0: the official GRU4Rec Adagrad.
+    """g / sqrt(sum of g² + eps), accumulator starting at 0: the official GRU4Rec Adagrad.
 
-    (optax's `scale_by_rss` puts eps inside the root; this form matches the row-wise update in
-    `jaxrec.embedding.adagrad_rows`, so dense and sparse training agree.)
+    (optax's `scale_by_rss` returns 0 where the accumulator is 0; this is the exact form of
+    the row-wise update in `jaxrec.embedding.adagrad_rows`, so dense and sparse agree.)
     """
 
     def init(params):
@@ -40,7 +40,7 @@ def scale_by_adagrad(eps: float = 1e-6) -> optax.GradientTransformation:
     def update(grads, acc, params=None):
         del params
         acc = jax.tree.map(lambda a, g: a + jnp.square(g), acc, grads)
-        updates = jax.tree.map(lambda g, a: g / (jnp.sqrt(a) + eps), grads, acc)
+        updates = jax.tree.map(lambda g, a: g / jnp.sqrt(a + eps), grads, acc)
         return updates, acc
 
     return optax.GradientTransformation(init, update)
@@ -49,8 +49,8 @@ def scale_by_adagrad(eps: float = 1e-6) -> optax.GradientTransformation:
 def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
     """Gradient clipping (optional) → the named optimizer with its schedule.
 
-    Adagrad follows the official GRU4Rec: accumulator starts at 0, eps 1e-6 added to the
-    root, optional momentum on the scaled step. Untouched rows get zero gradient, so the
+    Adagrad follows the official GRU4Rec: accumulator starts at 0, eps 1e-6 inside the
+    root, optional heavy-ball momentum on the scaled step. Untouched rows get zero gradient, so the
     dense update leaves their values and accumulators unchanged, as the sparse original does.
     """
     lr = schedule(cfg, total_steps)

@@ -24,7 +24,7 @@ def test_adagrad_rows_equals_dense_adagrad_and_leaves_other_rows():
     rows, inv = touched_rows(ids, 12)
     # duplicates are summed, as the gradient of a gather sums them
     grad_rows = jnp.zeros((rows.shape[0], 4)).at[inv].add(grad_per_id)
-    new_table, new_acc = jax.jit(adagrad_rows)(table, acc0, rows, grad_rows, 0.1)
+    new_table, new_acc, _ = jax.jit(adagrad_rows)(table, acc0, rows, grad_rows, 0.1)
 
     dense_grad = jnp.zeros((12, 4)).at[ids].add(grad_per_id)
     tx = scale_by_adagrad()
@@ -44,6 +44,21 @@ def test_scale_by_adagrad_formula():
     g = {"w": jnp.array([3.0, -4.0, 0.0])}
     state = tx.init(g)
     u, state = tx.update(g, state)
-    np.testing.assert_allclose(u["w"], [3 / (3 + 1e-6), -4 / (4 + 1e-6), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(u["w"], [3 / np.sqrt(9 + 1e-6), -4 / np.sqrt(16 + 1e-6), 0.0], rtol=1e-6)
     u, state = tx.update(g, state)
     np.testing.assert_allclose(state["w"], [18.0, 32.0, 0.0])
+
+
+def test_adagrad_rows_momentum_is_lazy_heavy_ball():
+    table = jnp.ones((5, 2))
+    acc = jnp.zeros((5, 2))
+    vel = jnp.full((5, 2), 0.5)
+    rows = jnp.array([1, 3, 5], jnp.int32)  # 5 = padding
+    g = jnp.array([[1.0, 2.0], [0.5, -1.0], [9.0, 9.0]])
+    t, a, v = adagrad_rows(table, acc, rows, g, 0.1, momentum=0.9, velocity=vel)
+    u = np.asarray(g[:2]) / np.sqrt(np.asarray(g[:2]) ** 2 + 1e-6)
+    want_v = 0.9 * 0.5 - 0.1 * u
+    np.testing.assert_allclose(v[np.array([1, 3])], want_v, rtol=1e-6)
+    np.testing.assert_allclose(t[np.array([1, 3])], 1 + want_v, rtol=1e-6)
+    for r in (0, 2, 4):  # untouched rows: weights and velocity unchanged (lazy)
+        assert np.array_equal(t[r], table[r]) and np.array_equal(v[r], vel[r])

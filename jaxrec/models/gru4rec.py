@@ -109,10 +109,11 @@ class GRU4Rec(nn.Module):
         new = []
         for layer, h in enumerate(hidden):
             h = self._cell(layer, x, gates_x if layer == 0 else None, h)
+            if self.dropout_hidden > 0:
+                # The official code carries the dropped-out state to the next step, too.
+                h = self.drop_hidden(h, deterministic=not train)
             new.append(h)
             x = h
-            if self.dropout_hidden > 0:
-                x = self.drop_hidden(x, deterministic=not train)
         return tuple(new), x
 
     def encode(self, ids: jax.Array, mask: jax.Array) -> jax.Array:

@@ -35,34 +35,18 @@ class SequentialState(struct.PyTreeNode):
     params: all model parameters; opt_state: optax state of the dense parameters (all of
     them when the tables are updated densely); table_acc: Adagrad accumulators of the item
     tables ({} when dense); hidden: carried GRU states, per layer [B, H_l];
-    sample_cdf: float32 [I] cumulative popularity^alpha; log_q: float32 [I] log sampling
-    probability (logQ correction).
+    sample_cdf: float32 [I] cumulative popularity^alpha; log_counts: float32 [I] log of the
+    training counts (the official logQ correction uses raw counts).
     """
 
     step: jax.Array
     params: dict
     opt_state: optax.OptState
     table_acc: dict
+    table_mom: dict
     hidden: tuple
     sample_cdf: jax.Array
-    log_q: jax.Array
-
-
-def final_activation(name: str):
-    """The official `final_act` options applied to the logits before the loss."""
-    if name == "linear":
-        return lambda x: x
-    if name == "tanh":
-        return jnp.tanh
-    if name == "relu":
-        return jax.nn.relu
-    kind, _, alpha = name.partition("-")
-    if kind in ("elu", "leaky") and alpha:
-        a = float(alpha)
-        return (
-            (lambda x: jax.nn.elu(x, a)) if kind == "elu" else (lambda x: jax.nn.leaky_relu(x, a))
-        )
-    raise ConfigError(f"model.final_act={name!r}: use linear, tanh, relu, elu-<a> or leaky-<a>")
+    log_counts: jax.Array
 
 
 def make_model(cfg, num_items: int) -> GRU4Rec:
@@ -81,12 +65,11 @@ def make_model(cfg, num_items: int) -> GRU4Rec:
 
 
 def sampler_tables(counts: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """(cdf, log q) of sampling items ∝ count^alpha; unseen items are never sampled."""
+    """(cdf of sampling ∝ count^alpha, log count); items never seen are never sampled."""
     w = np.where(counts > 0, counts, 0.0) ** alpha * (counts > 0)
-    q = w / w.sum()
     with np.errstate(divide="ignore"):
-        log_q = np.log(q)
-    return np.cumsum(q).astype(np.float32), np.maximum(log_q, -1e4).astype(np.float32)
+        log_counts = np.log(counts)
+    return np.cumsum(w / w.sum()).astype(np.float32), np.maximum(log_counts, 0).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,13 +80,13 @@ class StepConfig:
     tx: optax.GradientTransformation
     learning_rate: optax.Schedule
     tables: tuple[str, ...]  # item tables updated row-wise; () = everything dense
+    momentum: float  # heavy-ball momentum of the row-wise Adagrad (lazy: touched rows only)
     loss: object  # LossConfig
     final_act: str
 
 
 def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
     """T session-parallel updates. batch: inputs/targets int32 [T, B], reset/valid bool [T, B]."""
-    act = final_activation(c.final_act)
     num_items = state.sample_cdf.shape[0]
 
     def one(state, mb):
@@ -115,7 +98,11 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
         negatives = jnp.searchsorted(state.sample_cdf, u, side="right").astype(jnp.int32)
         negatives = jnp.minimum(negatives, num_items - 1)
         cols = jnp.concatenate([mb["targets"], negatives])
-        log_q = c.loss.logq * state.log_q[cols]
+        log_q = None
+        if c.loss.logq:
+            log_q = c.loss.logq * losses.gru4rec_log_q(
+                state.log_counts, cols, B, c.loss.sample_alpha
+            )
 
         dense = {k: v for k, v in state.params.items() if k not in c.tables}
         if c.tables:  # the step sees a catalogue made of the rows it touches
@@ -132,12 +119,20 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
                 {"params": params}, inputs, hidden, train=True, rngs={"dropout": k_drop}
             )
             logits = model.apply({"params": params}, out, cols, method="score")
-            loss = losses.gru4rec_loss(
-                act(logits), valid, kind=c.loss.kind, bpreg=c.loss.bpreg, log_q=log_q
+            # The official cost is the sum over rows / the fixed batch size, so the shrinking
+            # mini-batches at the end of an epoch take proportionally smaller steps.
+            loss_sum = losses.gru4rec_loss(
+                logits,
+                valid,
+                kind=c.loss.kind,
+                bpreg=c.loss.bpreg,
+                log_q=log_q,
+                final_act=c.final_act,
+                reduction="sum",
             )
-            return loss, new_hidden
+            return loss_sum / B, (new_hidden, loss_sum)
 
-        (loss, new_hidden), (g_dense, g_tables) = jax.value_and_grad(
+        (_, (new_hidden, loss_sum)), (g_dense, g_tables) = jax.value_and_grad(
             loss_fn, argnums=(0, 1), has_aux=True
         )(dense, tables)
         updates, opt_state = c.tx.update(g_dense, state.opt_state, dense)
@@ -148,24 +143,25 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
         new_dense, opt_state = jax.tree.map(
             lambda n, o: jnp.where(keep, n, o), (new_dense, opt_state), (dense, state.opt_state)
         )
-        params, table_acc = dict(new_dense), dict(state.table_acc)
+        params, acc, mom = dict(new_dense), dict(state.table_acc), dict(state.table_mom)
         lr = c.learning_rate(state.step)
         for k in c.tables:
-            params[k], table_acc[k] = adagrad_rows(
-                state.params[k], state.table_acc[k], rows, g_tables[k], lr
+            params[k], acc[k], mom[k] = adagrad_rows(
+                state.params[k], acc[k], rows, g_tables[k], lr, c.momentum, mom.get(k)
             )
         state = state.replace(
             step=state.step + keep.astype(state.step.dtype),
             params=params,
             opt_state=opt_state,
-            table_acc=table_acc,
+            table_acc=acc,
+            table_mom=mom,
             hidden=tuple(jax.lax.stop_gradient(h) for h in new_hidden),
         )
-        n = valid.sum()
-        return state, (jnp.where(n > 0, loss, 0.0) * n, n)
+        return state, (loss_sum, valid.sum())
 
     state, (loss_sums, counts) = jax.lax.scan(one, state, batch)
     total = counts.sum()
+    # Reported: mean loss per example (the official per-epoch figure weights by valid rows).
     return state, {"loss": loss_sums.sum() / jnp.maximum(total, 1), "examples": total}
 
 
@@ -180,11 +176,11 @@ def item_tables(cfg, model: GRU4Rec) -> tuple[str, ...]:
     """Names of the [I, ...] parameters updated row-wise, or () for a dense update."""
     if not cfg.optim.sparse:
         return ()
-    if cfg.optim.name != "adagrad" or cfg.optim.momentum or cfg.optim.weight_decay:
+    if cfg.optim.name != "adagrad" or cfg.optim.weight_decay or cfg.optim.clip_norm:
         raise ConfigError(
-            f"optim.sparse updates item tables with plain row-wise Adagrad; optim.name="
-            f"{cfg.optim.name!r} (momentum {cfg.optim.momentum}, weight_decay "
-            f"{cfg.optim.weight_decay}) needs optim.sparse=false"
+            f"optim.sparse updates item tables with row-wise Adagrad (as the official "
+            f"GRU4Rec); optim.name={cfg.optim.name!r}, weight_decay or clip_norm need "
+            "optim.sparse=false"
         )
     names = ["Wy", "By"]
     if model.embedding > 0:
@@ -201,7 +197,7 @@ def build(cfg, split) -> Task:
     counts = item_counts(split.train, split.num_items)
     if counts.sum() == 0:
         raise ConfigError("no training sequence has 2 or more events; nothing to learn from")
-    cdf, log_q = sampler_tables(counts, cfg.loss.sample_alpha)
+    cdf, log_counts = sampler_tables(counts, cfg.loss.sample_alpha)
     transitions = counts.sum()
     total_steps = int(np.ceil(transitions / B)) * cfg.train.epochs
     tx = make_optimizer(cfg.optim, total_steps)
@@ -213,14 +209,16 @@ def build(cfg, split) -> Task:
         dense = {k: v for k, v in params.items() if k not in tables}
         # Accumulators share their table's logical axes, so they are row-sharded alike.
         acc = {k: jax.tree.map(jnp.zeros_like, params[k]) for k in tables}
+        mom = {k: jax.tree.map(jnp.zeros_like, params[k]) for k in tables if cfg.optim.momentum}
         return SequentialState(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=tx.init(dense),
             table_acc=acc,
+            table_mom=mom,
             hidden=tuple(nn.LogicallyPartitioned(h, ("batch", "hidden")) for h in hidden),
             sample_cdf=jnp.asarray(cdf),
-            log_q=jnp.asarray(log_q),
+            log_counts=jnp.asarray(log_counts),
         )
 
     def dataset(process_index: int, process_count: int):
@@ -241,10 +239,11 @@ def build(cfg, split) -> Task:
         tx=tx,
         learning_rate=schedule(cfg.optim, total_steps),
         tables=tables,
+        momentum=cfg.optim.momentum,
         loss=cfg.loss,
         final_act=cfg.model.final_act,
     )
-    final_activation(cfg.model.final_act)  # a bad name fails here, not inside jit
+    losses.final_activation(cfg.model.final_act, cfg.loss.kind)  # fail here, not inside jit
     return Task(
         name="gru4rec",
         init_state=init_state,

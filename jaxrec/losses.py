@@ -1,0 +1,250 @@
+"""Losses, computed in float32 whatever the input dtype (DESIGN.md §3, Precision).
+
+GRU4Rec losses follow Hidasi & Karatzoglou, "Recurrent Neural Networks with Top-k Gains for
+Session-based Recommendations", CIKM 2018 (arXiv:1706.03847), as the official code computes
+them (hidasib/GRU4Rec `gru4rec.py`: `cross_entropy`, `bpr_max`, `top1_max`, `softmax_neg`,
+`model`; hidasib/GRU4Rec_PyTorch_Official `gru4rec_pytorch.py`: `xe_loss_with_softmax`,
+`bpr_max_loss_with_elu`, `softmax_neg`). Shapes: B batch rows, S shared sampled negatives,
+C = B + S score columns, I items.
+
+Everything here is written in log space (log-softmax, log-sigmoid, logsumexp), which equals
+the official formulas, epsilon included, but stays finite, gradients too, for logits of any
+size; the official `softmax_neg` returns 0/0 when every score is far below zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxrec.errors import ConfigError
+
+GRU4REC_LOSSES = ("cross-entropy", "bpr-max", "top1-max")
+_OFFICIAL_EPS = 1e-24  # added to probabilities before the log in every official loss
+
+
+def _f32(x) -> jax.Array:
+    return jnp.asarray(x, jnp.float32)
+
+
+def _row_mean(per_row: jax.Array, rows: jax.Array, reduction: str) -> jax.Array:
+    """Sum or mean of `per_row` [B] over the True entries of `rows` [B]; 0 if there are none."""
+    total = jnp.where(rows, per_row, 0.0).sum()
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / jnp.maximum(rows.sum(), 1).astype(jnp.float32)
+    raise ConfigError(f"reduction={reduction!r}: use 'mean' or 'sum'")
+
+
+def _neg_log(log_p: jax.Array, eps: float) -> jax.Array:
+    """-log(p + eps) from log p, exactly and without overflow: -logaddexp(log p, log eps)."""
+    if eps <= 0:
+        return -log_p
+    return -jnp.logaddexp(log_p, jnp.log(jnp.float32(eps)))
+
+
+def final_activation(name: str, kind: str = "cross-entropy") -> Callable[[jax.Array], jax.Array]:
+    """The official `final_act` (gru4rec.py `set_final_activation`) applied before the loss.
+
+    linear, relu, tanh, leaky-<a>, elu-<a>, selu-<lambda>-<alpha>. 'softmax' is accepted with
+    cross-entropy only and is the identity here, because `gru4rec_loss` takes the softmax
+    itself (official: final_act='softmax' then -log(diag + 1e-24)). The PyTorch port's
+    `elu_param=a` is 'elu-<a>' (a = 0 there means linear).
+    """
+    if name == "linear" or (name == "softmax" and kind == "cross-entropy"):
+        return lambda x: x
+    if name == "relu":
+        return jax.nn.relu
+    if name == "tanh":
+        return jnp.tanh
+    head, _, rest = name.partition("-")
+    try:
+        params = [float(p) for p in rest.split("-")] if rest else []
+    except ValueError:
+        params = []
+    if head == "elu" and len(params) == 1:
+        a = params[0]
+        return (lambda x: x) if a == 0 else (lambda x: jax.nn.elu(x, a))
+    if head == "leaky" and len(params) == 1:
+        return lambda x: jax.nn.leaky_relu(x, params[0])
+    if head == "selu" and len(params) == 2:
+        lmbd, alpha = params
+        return lambda x: lmbd * jax.nn.elu(x, alpha)
+    raise ConfigError(
+        f"final_act={name!r}: use linear, relu, tanh, leaky-<a>, elu-<a>, selu-<l>-<a>"
+        " (or softmax with the cross-entropy loss)"
+    )
+
+
+def gru4rec_log_q(
+    log_counts: jax.Array, cols: jax.Array, num_targets: int, sample_alpha: float
+) -> jax.Array:
+    """The official logQ term per score column: float32 [C].
+
+    log_counts: float32 [I] log of each item's training count; cols: int [C] the column items
+    (B in-batch targets, then S samples). In-batch targets are drawn from the data, so
+    q ∝ count; extra samples are drawn ∝ count^alpha. The official code subtracts
+    `logq * log(concat(P0[Y[:M]], P0[Y[M:]] ** sample_alpha))` with P0 the raw counts, so
+    the two groups keep their own normalisers (which do not cancel in the softmax).
+    Pass `logq * gru4rec_log_q(...)` as `log_q` to `gru4rec_loss`.
+    """
+    lc = _f32(log_counts)[cols]
+    scale = jnp.where(jnp.arange(cols.shape[0]) < num_targets, 1.0, jnp.float32(sample_alpha))
+    return lc * scale
+
+
+def sampled_softmax_ce(
+    logits: jax.Array,
+    labels: jax.Array,
+    *,
+    valid: jax.Array | None = None,
+    log_q: jax.Array | None = None,
+    col_mask: jax.Array | None = None,
+    eps: float = 0.0,
+    reduction: str = "mean",
+) -> jax.Array:
+    """Softmax cross-entropy over a candidate set: -log(softmax(logits - log_q)[label] + eps).
+
+    logits [B, C]; labels int [B], the positive's column; valid bool [B] rows that count
+    (default all); log_q broadcastable to [B, C], subtracted from the logits (logQ
+    correction, Bengio & Senécal 2008; Yi et al. 2019); col_mask bool broadcastable to
+    [B, C], the columns allowed in the denominator (the label column always is); eps: the
+    official GRU4Rec adds 1e-24 to the probability. Returns float32 scalar: mean (or sum)
+    over valid rows.
+    """
+    x = _f32(logits)
+    B, C = x.shape
+    rows = jnp.ones((B,), bool) if valid is None else jnp.asarray(valid, bool)
+    x = jnp.where(rows[:, None], x, 0.0)  # padded rows: finite (even if NaN) and gradient-free
+    if log_q is not None:
+        x = x - _f32(log_q)
+    is_label = jnp.arange(C)[None, :] == jnp.asarray(labels)[:, None]
+    keep = jnp.ones((B, C), bool)
+    if col_mask is not None:
+        keep = is_label | jnp.broadcast_to(jnp.asarray(col_mask, bool), (B, C))
+    pos = jnp.take_along_axis(x, jnp.asarray(labels)[:, None], axis=1)[:, 0]
+    log_p = pos - jax.nn.logsumexp(x, axis=1, where=keep)
+    return _row_mean(_neg_log(log_p, eps), rows, reduction)
+
+
+def full_softmax_ce(
+    logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None
+) -> jax.Array:
+    """Cross-entropy of a softmax over the whole catalogue.
+
+    logits [B, I]; labels int [B]; mask bool [B] rows that count. Returns the float32 mean
+    over counted rows (0 when none).
+    """
+    return sampled_softmax_ce(logits, labels, valid=mask)
+
+
+def bpr(pos: jax.Array, neg: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """BPR (Rendle et al., UAI 2009): mean of -log σ(pos - neg) = softplus(neg - pos).
+
+    pos [B]; neg [B] or [B, S]; mask bool broadcastable to neg's shape, the pairs that count
+    (default all). Returns the float32 mean over counted pairs (0 when none).
+    """
+    p, n = _f32(pos), _f32(neg)
+    if n.ndim == 2:
+        p = p[:, None]
+    m = jnp.ones(n.shape, bool) if mask is None else jnp.broadcast_to(jnp.asarray(mask), n.shape)
+    d = jnp.where(m, n - p, 0.0)
+    return jnp.where(m, jax.nn.softplus(d), 0.0).sum() / jnp.maximum(m.sum(), 1)
+
+
+def _neg_softmax(x: jax.Array, neg: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(log s, s) of the softmax over each row's negative columns (official `softmax_neg`)."""
+    log_s = x - jax.nn.logsumexp(x, axis=1, keepdims=True, where=neg)
+    log_s = jnp.where(neg, log_s, -jnp.inf)
+    return log_s, jnp.exp(log_s)
+
+
+def _bpr_max_rows(x, pos, neg, bpreg, eps):
+    """Per row: -log(Σ_j s_j σ(r_i - r_j) + eps) + bpreg Σ_j s_j r_j², s = softmax over negs."""
+    log_s, s = _neg_softmax(x, neg)
+    log_gain = jax.nn.logsumexp(log_s + jax.nn.log_sigmoid(pos[:, None] - x), axis=1, where=neg)
+    reg = (s * jnp.where(neg, x, 0.0) ** 2).sum(axis=1)
+    return _neg_log(log_gain, eps) + bpreg * reg
+
+
+def _top1_max_rows(x, pos, neg):
+    """Per row: Σ_j s_j (σ(r_j - r_i) + σ(r_j²)), s = softmax over the negatives."""
+    _, s = _neg_softmax(x, neg)
+    xn = jnp.where(neg, x, 0.0)
+    return (s * (jax.nn.sigmoid(xn - pos[:, None]) + jax.nn.sigmoid(xn**2))).sum(axis=1)
+
+
+def gru4rec_loss(
+    logits: jax.Array,
+    valid_rows: jax.Array,
+    *,
+    kind: str,
+    bpreg: float = 1.0,
+    log_q: jax.Array | None = None,
+    final_act: str = "linear",
+    col_items: jax.Array | None = None,
+    eps: float = _OFFICIAL_EPS,
+    reduction: str = "mean",
+) -> jax.Array:
+    """GRU4Rec loss over session-parallel scores with shared negatives (CIKM 2018, §3).
+
+    logits [B, C], C = B + S: column j < B scores row j's target item (the diagonal holds
+    the positives, every other row's target is an in-batch negative), the last S columns
+    score S extra items sampled ∝ popularity^alpha and shared by the batch.
+    valid_rows bool [B]: padded rows (streams out of sessions) add no loss and their target
+    columns serve as nobody's negative, so the result equals the official code on the
+    shrunken batch of the valid rows alone.
+
+    Order, as in the official `model()`: logits - log_q, then `final_act`
+    (see `final_activation`), then the loss:
+      cross-entropy: -log(softmax(r)_i + eps) over the target and all negatives;
+      bpr-max:  -log(Σ_j s_j σ(r_i - r_j) + eps) + bpreg · Σ_j s_j r_j²;
+      top1-max: Σ_j s_j (σ(r_j - r_i) + σ(r_j²));
+    s_j = softmax of the scores over row i's negatives (the diagonal excluded).
+
+    log_q: broadcastable to [B, C] (usually [C]), already scaled by the `logq` coefficient,
+    e.g. `logq * gru4rec_log_q(...)`; the Theano code applies it with every loss, the
+    PyTorch port only with cross-entropy. col_items int [C], optional: when given, columns
+    holding the same item as row i's target (another row's identical target, or a sample
+    that drew it) are dropped from row i's negatives. The official code does not do this
+    (such columns count as negatives), so the default None matches it.
+    eps: 1e-24, the official constant. reduction: 'mean' over valid rows (0 when there are
+    none), or 'sum'; the official per-step loss is sum / batch_size. Rows left with no
+    negative (one valid row and S = 0) contribute 0. Returns a float32 scalar.
+    """
+    if kind not in GRU4REC_LOSSES:
+        raise ConfigError(f"loss kind {kind!r}: use one of {', '.join(GRU4REC_LOSSES)}")
+    if reduction not in ("mean", "sum"):
+        raise ConfigError(f"reduction={reduction!r}: use 'mean' or 'sum'")
+    act = final_activation(final_act, kind)
+    x = _f32(logits)
+    B, C = x.shape
+    if C < B:
+        raise ConfigError(f"logits {x.shape}: need B + S columns, the first B the targets")
+    rows = jnp.asarray(valid_rows, bool)
+    x = jnp.where(rows[:, None], x, 0.0)  # padded rows: finite (even if NaN) and gradient-free
+    if log_q is not None:
+        x = x - _f32(log_q)
+    x = act(x)
+    cols_ok = jnp.concatenate([rows, jnp.ones((C - B,), bool)])
+    diag = jnp.eye(B, C, dtype=bool)
+    neg = cols_ok[None, :] & ~diag
+    if col_items is not None:
+        items = jnp.asarray(col_items)
+        neg = neg & (items[None, :] != items[:B, None])
+    has_neg = neg.any(axis=1)
+    # A row with no negative computes on a dummy mask (all columns) and is dropped below.
+    neg = neg | ~has_neg[:, None]
+    pos = jnp.diagonal(x)
+    if kind == "cross-entropy":
+        log_p = pos - jax.nn.logsumexp(x, axis=1, where=neg | diag)
+        per_row = _neg_log(log_p, eps)
+    elif kind == "bpr-max":
+        per_row = _bpr_max_rows(x, pos, neg, bpreg, eps)
+    else:
+        per_row = _top1_max_rows(x, pos, neg)
+    per_row = jnp.where(has_neg, per_row, 0.0)
+    return _row_mean(per_row, rows, reduction)
