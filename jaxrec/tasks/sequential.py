@@ -146,9 +146,11 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
         params, acc, mom = dict(new_dense), dict(state.table_acc), dict(state.table_mom)
         lr = c.learning_rate(state.step)
         for k in c.tables:
-            params[k], acc[k], mom[k] = adagrad_rows(
+            params[k], acc[k], velocity = adagrad_rows(
                 state.params[k], acc[k], rows, g_tables[k], lr, c.momentum, mom.get(k)
             )
+            if c.momentum:
+                mom[k] = velocity
         state = state.replace(
             step=state.step + keep.astype(state.step.dtype),
             params=params,

@@ -1,0 +1,206 @@
+"""End to end through the `jaxrec` console script on tiny synthetic data."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from jaxrec.cli import main
+
+TINY = [
+    "data.synthetic.num_users=120",
+    "data.synthetic.num_items=60",
+    "data.synthetic.mean_length=8",
+    "model.layers=[16]",
+    "loss.n_sample=16",
+    "train.batch_size=16",
+    "train.steps_per_call=4",
+    "eval.chunk_size=64",
+]
+
+
+def _sets(extra=()):
+    out = []
+    for s in [*TINY, *extra]:
+        out += ["--set", s]
+    return out
+
+
+def test_train_evaluate_recommend_end_to_end(tmp_path, capsys):
+    wd = tmp_path / "run"
+    assert main(["train", "--workdir", str(wd), *_sets(["train.epochs=2"])]) == 0
+    out = capsys.readouterr().out
+    assert "full ranking" in out and "sampled-100" in out
+    assert "popularity" in out and "markov" in out
+    results = json.loads((wd / "results.json").read_text())
+    systems = {(r["system"], r["protocol"]) for r in results["results"]}
+    assert ("gru4rec", "full") in systems and ("popularity", "sampled-100") in systems
+    lines = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines if r["kind"] == "epoch"] == [1, 2]
+    assert any(r["kind"] == "valid" for r in lines)
+    assert (wd / "tensorboard").is_dir()
+
+    assert main(["evaluate", "--workdir", str(wd), "--split", "valid"]) == 0
+    assert "valid full-ranking" in capsys.readouterr().out
+
+    out_csv = tmp_path / "recs.csv"
+    assert main(["recommend", "--workdir", str(wd), "--k", "5", "--out", str(out_csv)]) == 0
+    rows = list(csv.reader(out_csv.open()))
+    assert rows[0] == ["user", "item", "rank", "score"]
+    rows = rows[1:]
+    vocab = np.load(wd / "vocab.npz")
+    assert {r[0] for r in rows} <= set(vocab["users"]) and {r[1] for r in rows} <= set(
+        vocab["items"]
+    )
+    by_user = {}
+    for u, i, rank, score in rows:
+        by_user.setdefault(u, []).append((int(rank), i, float(score)))
+    assert len(by_user) == 120
+    # history the protocol excludes for --split test: train + the validation item
+    from jaxrec.config import load_config
+    from jaxrec.data.load import load_split
+
+    data, split = load_split(load_config(wd / "config.yaml").data)
+    user_index = {u: k for k, u in enumerate(data.user_vocab)}
+    for u, recs in by_user.items():
+        assert [r for r, _, _ in recs] == [1, 2, 3, 4, 5]
+        scores = [s for _, _, s in recs]
+        assert scores == sorted(scores, reverse=True)
+        seen = set(data.item_vocab[split.test_input.row(user_index[u])])
+        assert not seen & {i for _, i, _ in recs}
+
+
+def test_data_stats(tmp_path, capsys):
+    f = tmp_path / "u.data"
+    f.write_text("1\t10\t5\t100\n1\t11\t3\t101\n2\t10\t4\t102\n")
+    assert main(["data", "stats", str(f)]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["users"] == 2 and stats["items"] == 2 and stats["events"] == 3
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, capsys):
+    assert main(["train", "--workdir", str(tmp_path / "w"), "--set", "train.epoch=1"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'train.epochs'" in err and "Traceback" not in err
+    assert main(["evaluate", "--workdir", str(tmp_path / "nothing")]) == 2
+    assert "not a jaxrec workdir" in capsys.readouterr().err
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2\n1 x\n")
+    assert main(["data", "stats", str(bad), "--format", "sasrec"]) == 2
+    assert f"{bad}:2" in capsys.readouterr().err
+
+
+def test_different_config_in_same_workdir_refused(tmp_path, capsys):
+    wd = str(tmp_path / "w")
+    assert main(["train", "--workdir", wd, *_sets(["train.epochs=1"])]) == 0
+    capsys.readouterr()
+    assert main(["train", "--workdir", wd, *_sets(["train.epochs=1", "train.seed=5"])]) == 2
+    assert "different config" in capsys.readouterr().err
+
+
+def _final_params(wd):
+    import jax
+
+    from jaxrec.cli import _restore_best
+
+    _, best = _restore_best(str(wd))
+    return jax.tree.map(np.asarray, best)
+
+
+def test_sigterm_then_rerun_is_bit_identical_to_uninterrupted(tmp_path):
+    """Kill the run mid-training with SIGTERM, rerun the same command: same final numbers."""
+    args = _sets(["train.epochs=4", "data.synthetic.num_users=400"])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "jaxrec.cli", "train", *args]
+
+    straight = tmp_path / "straight"
+    subprocess.run(
+        [*cmd, "--workdir", str(straight)], env=env, check=True, timeout=300, capture_output=True
+    )
+
+    resumed = tmp_path / "resumed"
+    proc = subprocess.Popen(
+        [*cmd, "--workdir", str(resumed)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 300
+    for line in proc.stdout:  # stop it once the first epoch is done: mid-epoch 2
+        if line.startswith("epoch 1:") or time.time() > deadline:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 143, rest
+    assert "SIGTERM: saved step" in rest
+    second = subprocess.run(
+        [*cmd, "--workdir", str(resumed)], env=env, timeout=300, capture_output=True, text=True
+    )
+    assert second.returncode == 0, second.stderr
+    assert "resumed from" in second.stdout
+
+    def metrics(wd):
+        rows = json.loads((wd / "results.json").read_text())["results"]
+        return [
+            {k: v for k, v in r.items() if k not in ("seconds", "users_per_second")} for r in rows
+        ]
+
+    assert metrics(straight) == metrics(resumed)
+    pa, pb = _final_params(straight), _final_params(resumed)
+    for k in pa:
+        assert np.array_equal(pa[k], pb[k]), k
+
+
+@pytest.mark.parametrize("shape", [(8, 1), (2, 4)])
+def test_sharded_training_matches_one_device(tmp_path, shape):
+    """Same config on an 8-device mesh and on 1 device: same losses and test metrics."""
+    import jax
+
+    from jaxrec import trainer
+    from jaxrec.config import load_config
+
+    cfg1 = load_config(
+        None,
+        [
+            *TINY,
+            "train.epochs=1",
+            "eval.protocols=[full]",
+            "eval.baselines=[]",
+            "mesh.data=1",
+            "mesh.model=1",
+        ],
+    )
+    cfg8 = load_config(
+        None,
+        [
+            *TINY,
+            "train.epochs=1",
+            "eval.protocols=[full]",
+            "eval.baselines=[]",
+            f"mesh.data={shape[0]}",
+            f"mesh.model={shape[1]}",
+        ],
+    )
+    one_dev = jax.devices()[:1]
+    orig = trainer.sharding.make_mesh
+    try:
+        trainer.sharding.make_mesh = lambda d, m: orig(1, 1, devices=one_dev)
+        r1 = trainer.train_and_evaluate(cfg1, tmp_path / "one")
+    finally:
+        trainer.sharding.make_mesh = orig
+    r8 = trainer.train_and_evaluate(cfg8, tmp_path / "eight")
+    m1, m8 = r1["results"][0], r8["results"][0]
+    for k in ("hr@10", "ndcg@10", "mrr@10"):
+        np.testing.assert_allclose(m1[k], m8[k], atol=2e-3)
+    l1 = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    l8 = [json.loads(x) for x in (tmp_path / "eight" / "metrics.jsonl").read_text().splitlines()]
+    loss1 = [r["loss"] for r in l1 if r["kind"] == "train"]
+    loss8 = [r["loss"] for r in l8 if r["kind"] == "train"]
+    np.testing.assert_allclose(loss1, loss8, rtol=1e-4)
