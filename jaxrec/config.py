@@ -34,9 +34,12 @@ class SyntheticConfig:
 class DataConfig:
     """Where the events come from, how they are filtered and split."""
 
-    source: str = "synthetic"  # "synthetic", a file path (relative to the config file), or a dataset name
+    # "synthetic", "shared:<path>", "download:<name>" or a file path (see jaxrec.data.load)
+    source: str = "synthetic"
     format: str | None = None  # reader name; None detects it from the file
-    columns: dict[str, str] | None = None  # CSV/Parquet column mapping {user, item, rating, timestamp}
+    columns: dict[str, str] | None = (
+        None  # CSV/Parquet column mapping {user, item, rating, timestamp}
+    )
     min_rating: float | None = None
     min_user_events: int = 0
     min_item_events: int = 0
@@ -51,7 +54,9 @@ class ModelConfig:
     name: str = "gru4rec"
     layers: tuple[int, ...] = (100,)
     embedding: int = 0  # >0: separate input embedding of this size; 0: see constrained_embedding
-    constrained_embedding: bool = True  # input embedding = output item embedding (needs embedding=0)
+    constrained_embedding: bool = (
+        True  # input embedding = output item embedding (needs embedding=0)
+    )
     dropout_embed: float = 0.0
     dropout_hidden: float = 0.0
     final_act: str = "linear"  # linear | tanh | relu | elu-<alpha> | leaky-<alpha>
@@ -137,10 +142,15 @@ def to_dict(cfg: Any) -> dict:
     return plain(cfg)
 
 
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Read a YAML config (or the embedded default when `path` is None) and apply overrides."""
+    """Read a YAML config (the embedded default when `path` is None) and apply overrides."""
     raw: dict = {}
     where = "<default>"
+    if path is None:
+        path = DEFAULT_CONFIG
     if path is not None:
         where = str(path)
         try:
@@ -152,7 +162,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{where}{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
+            raise ConfigError(
+                f"{where}{line}: not valid YAML: {getattr(e, 'problem', e)}"
+            ) from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: the top level must be a mapping of sections")
         lines = _key_lines(text)
@@ -202,7 +214,7 @@ def _error(message: str, key: str) -> ConfigError:
 
 
 def _is_dataset_name(cfg: Config) -> bool:
-    return ":" in cfg.data.source and not Path(cfg.data.source).exists()
+    return cfg.data.source.split(":", 1)[0] in ("shared", "download")
 
 
 def _apply_override(raw: dict, item: str) -> None:

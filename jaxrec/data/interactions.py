@@ -3,7 +3,8 @@
 Dense ids are 0-based and contiguous: users `0..U-1`, items `0..I-1`. Raw ids are kept as
 strings in `user_vocab` / `item_vocab` (index = dense id), sorted numerically when every raw
 id is an integer and lexicographically otherwise, so a dense id never depends on file order.
-These vocabularies are saved with checkpoints and exports.
+These vocabularies are saved with checkpoints and exports. Filters (`filter_rating`,
+`filter_k_core`) return new `Interactions`; `describe` gives the summary of `jaxrec data stats`.
 """
 
 from __future__ import annotations
@@ -119,8 +120,7 @@ class Interactions:
         source: str = "<memory>",
     ) -> Interactions:
         """Build from raw ids (any type, compared as strings), keeping file order among ties."""
-        users = np.asarray(users).astype(str)
-        items = np.asarray(items).astype(str)
+        users, items = np.asarray(users), np.asarray(items)
         if len(users) == 0:
             raise DataError("no interactions: the file holds no events", path=source)
         user_vocab, user_ids = _dense_ids(users)
@@ -157,7 +157,98 @@ def _natural_sort(vocab: np.ndarray) -> np.ndarray:
 
 
 def _dense_ids(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    small = raw.dtype.kind == "i" or (raw.dtype.kind == "u" and raw.max() < 2**63)
+    if small:  # the same vocab and ids as via strings (numeric order), without string sorts
+        vocab, dense = np.unique(raw, return_inverse=True)
+        return vocab.astype(str), dense.astype(np.int32)
+    raw = raw.astype(str)
     vocab = _natural_sort(np.unique(raw))
     index = np.argsort(vocab, kind="stable")
     dense = index[np.searchsorted(vocab[index], raw)]
     return vocab, dense.astype(np.int32)
+
+
+def filter_rating(data: Interactions, min_rating: float) -> Interactions:
+    """Keep the events with rating >= min_rating (explicit → implicit feedback, e.g. ≥ 4)."""
+    if data.ratings is None:
+        raise DataError(
+            "this data has no ratings, so it cannot be filtered by rating; drop the threshold",
+            path=data.source,
+            field="rating",
+        )
+    keep = data.ratings >= min_rating
+    if not keep.any():
+        msg = f"no event has rating >= {min_rating} (ratings span {data.ratings.min():g}.."
+        raise DataError(f"{msg}{data.ratings.max():g}); lower the threshold", path=data.source)
+    return data if keep.all() else data.select(keep)
+
+
+def filter_k_core(
+    data: Interactions, min_user: int = 0, min_item: int = 0, iterative: bool = True
+) -> Interactions:
+    """Drop users with < min_user events and items with < min_item events.
+
+    iterative=True repeats until stable, so every kept user and item meets its minimum (the
+    usual "k-core"). iterative=False is one pass with counts taken from the input, as SASRec's
+    DataProcessing.py does; kept users may then fall below min_user.
+    """
+    keep = np.ones(data.num_events, dtype=bool)
+    while True:
+        users, items = data.user_ids[keep], data.item_ids[keep]
+        ucount = np.bincount(users, minlength=data.num_users)
+        icount = np.bincount(items, minlength=data.num_items)
+        ok = (ucount[data.user_ids] >= min_user) & (icount[data.item_ids] >= min_item)
+        changed = (keep & ~ok).any()
+        keep &= ok
+        if not (iterative and changed):
+            break
+    if not keep.any():
+        raise DataError(
+            f"the k-core filter (min_user={min_user}, min_item={min_item}) removed every event; "
+            "lower the minimums",
+            path=data.source,
+        )
+    return data if keep.all() else data.select(keep)
+
+
+def describe(data: Interactions) -> dict:
+    """Summary statistics (plain Python values, JSON-ready) for `jaxrec data stats`.
+
+    Keys: source, users, items, events, density (events / (users · items)), repeated_pairs
+    (events minus distinct (user, item) pairs), sequence_length {min, mean, median, max} over
+    users, ratings (value → count, or ten equal-width bins past 20 distinct values; None
+    without ratings), timestamps {min, max} (None without timestamps).
+    """
+    lengths = np.bincount(data.user_ids, minlength=data.num_users)
+    pairs = data.user_ids.astype(np.int64) * data.num_items + data.item_ids
+    out = {
+        "source": data.source,
+        "users": data.num_users,
+        "items": data.num_items,
+        "events": data.num_events,
+        "density": data.num_events / (data.num_users * data.num_items),
+        "repeated_pairs": int(data.num_events - len(np.unique(pairs))),
+        "sequence_length": {
+            "min": int(lengths.min()),
+            "mean": float(lengths.mean()),
+            "median": float(np.median(lengths)),
+            "max": int(lengths.max()),
+        },
+        "ratings": None,
+        "timestamps": None,
+    }
+    if data.ratings is not None:
+        values, counts = np.unique(data.ratings, return_counts=True)
+        if len(values) > 20:  # continuous scores: ten equal-width bins instead of every value
+            counts, edges = np.histogram(data.ratings, bins=10)
+            values = [f"[{a:g}, {b:g})" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+            values[-1] = values[-1][:-1] + "]"  # numpy's last bin includes its right edge
+        else:
+            values = [f"{v:g}" for v in values]
+        out["ratings"] = dict(zip(values, map(int, counts), strict=True))
+    if data.timestamps is not None:
+        out["timestamps"] = {
+            "min": float(data.timestamps.min()),
+            "max": float(data.timestamps.max()),
+        }
+    return out
