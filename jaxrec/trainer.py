@@ -81,45 +81,35 @@ def score_fn(run: Run, params):
     return fn
 
 
-def evaluate_params(run: Run, params, stage: str, protocols=None) -> list[dict]:
+def _evaluate(run: Run, fn, stage: str, protocol: str) -> dict:
     e = run.cfg.eval
+    return evaluation.evaluate(
+        fn,
+        run.split,
+        stage,
+        ks=e.ks,
+        protocol=protocol,
+        num_negatives=e.num_negatives,
+        chunk_size=e.chunk_size,
+        max_history=e.max_history,
+        recall_denominator=e.recall_denominator,
+        seed=run.cfg.train.seed,
+    )
+
+
+def evaluate_params(run: Run, params, stage: str, protocols=None) -> list[dict]:
+    """Metrics of `params` on `stage` under each protocol (default: the config's)."""
     fn = score_fn(run, params)
-    return [
-        evaluation.evaluate(
-            fn,
-            run.split,
-            stage,
-            ks=e.ks,
-            protocol=p,
-            num_negatives=e.num_negatives,
-            chunk_size=e.chunk_size,
-            max_history=e.max_history,
-            recall_denominator=e.recall_denominator,
-            seed=run.cfg.train.seed,
-        )
-        for p in (protocols or e.protocols)
-    ]
+    return [_evaluate(run, fn, stage, p) for p in (protocols or run.cfg.eval.protocols)]
 
 
 def evaluate_baselines(run: Run, stage: str) -> list[tuple[str, dict]]:
-    e, rows = run.cfg.eval, []
+    """(name, metrics) of every configured baseline under every protocol."""
     makers = {"popularity": baselines.popularity, "markov": baselines.markov_chain}
-    for name in e.baselines:
+    rows = []
+    for name in run.cfg.eval.baselines:
         fn = makers[name](run.split, stage)
-        for p in e.protocols:
-            r = evaluation.evaluate(
-                fn,
-                run.split,
-                stage,
-                ks=e.ks,
-                protocol=p,
-                num_negatives=e.num_negatives,
-                chunk_size=e.chunk_size,
-                max_history=e.max_history,
-                recall_denominator=e.recall_denominator,
-                seed=run.cfg.train.seed,
-            )
-            rows.append((name, r))
+        rows += [(name, _evaluate(run, fn, stage, p)) for p in run.cfg.eval.protocols]
     return rows
 
 

@@ -44,7 +44,9 @@ def test_scale_by_adagrad_formula():
     g = {"w": jnp.array([3.0, -4.0, 0.0])}
     state = tx.init(g)
     u, state = tx.update(g, state)
-    np.testing.assert_allclose(u["w"], [3 / np.sqrt(9 + 1e-6), -4 / np.sqrt(16 + 1e-6), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        u["w"], [3 / np.sqrt(9 + 1e-6), -4 / np.sqrt(16 + 1e-6), 0.0], rtol=1e-6
+    )
     u, state = tx.update(g, state)
     np.testing.assert_allclose(state["w"], [18.0, 32.0, 0.0])
 
