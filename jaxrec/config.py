@@ -81,7 +81,7 @@ class OptimConfig:
     schedule: str = "constant"  # constant | cosine | linear
     warmup_steps: int = 0
     clip_norm: float | None = None
-    sparse: bool = True  # item tables: row-wise updates of touched rows only (adagrad, sgd)
+    sparse: bool = True  # adagrad: update item tables only where a batch touches them
 
 
 @dataclasses.dataclass(frozen=True)
