@@ -106,7 +106,10 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
 
         dense = {k: v for k, v in state.params.items() if k not in c.tables}
         if c.tables:  # the step sees a catalogue made of the rows it touches
-            rows, local = touched_rows(jnp.concatenate([mb["inputs"], cols]), num_items)
+            # Padded rows touch nothing (out-of-range id), as the official batch shrinks.
+            pad = jnp.int32(num_items)
+            ids = [jnp.where(valid, mb["inputs"], pad), jnp.where(valid, mb["targets"], pad)]
+            rows, local = touched_rows(jnp.concatenate([*ids, negatives]), num_items)
             inputs, cols = local[:B], local[B:]
             tables = {k: gather_rows(state.params[k], rows) for k in c.tables}
             model = c.model.clone(num_items=rows.shape[0])
@@ -145,6 +148,8 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
         )
         params, acc, mom = dict(new_dense), dict(state.table_acc), dict(state.table_mom)
         lr = c.learning_rate(state.step)
+        if c.tables:  # an all-padding block writes no row (momentum would move them)
+            rows = jnp.where(keep, rows, num_items)
         for k in c.tables:
             params[k], acc[k], velocity = adagrad_rows(
                 state.params[k], acc[k], rows, g_tables[k], lr, c.momentum, mom.get(k)
