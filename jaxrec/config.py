@@ -170,13 +170,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         lines = _key_lines(text)
     else:
         lines = {}
-    for item in overrides:
-        _apply_override(raw, item)
+    overridden = {_apply_override(raw, item) for item in overrides}
     try:
         cfg = _build(Config, raw, where, "")
     except ConfigError as e:
         # Point at the line of the offending key when it came from the file.
         key = getattr(e, "key", None)
+        if key in overridden:
+            raise ConfigError(str(e).replace(f"{where}:", "--set", 1)) from None
         if key in lines:
             raise ConfigError(str(e).replace(f"{where}:", f"{where}:{lines[key]}:", 1)) from None
         raise
@@ -217,7 +218,7 @@ def _is_dataset_name(cfg: Config) -> bool:
     return cfg.data.source.split(":", 1)[0] in ("shared", "download")
 
 
-def _apply_override(raw: dict, item: str) -> None:
+def _apply_override(raw: dict, item: str) -> str:
     key, sep, value = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set train.epochs=3")
@@ -231,6 +232,7 @@ def _apply_override(raw: dict, item: str) -> None:
         node[parts[-1]] = yaml.safe_load(value)
     except yaml.YAMLError:
         node[parts[-1]] = value
+    return ".".join(parts)
 
 
 def _build(cls, raw: Any, where: str, prefix: str):
@@ -286,6 +288,11 @@ def _coerce(tp, value, where: str, key: str):
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif tp is str:
         if isinstance(value, str | int | float) and not isinstance(value, bool):
             return str(value)

@@ -168,6 +168,8 @@ def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False)
     meta = {"epoch": 0, "best": None, "best_epoch": 0, "bad_epochs": 0, "done": False}
     if ckpt.latest_step() is not None:
         state, best, meta = ckpt.restore(state, best, iterator)
+        # `--force --set train.epochs=N` extends a finished run; early stopping is final.
+        meta["done"] = meta.get("early_stopped", False) or meta["epoch"] >= tcfg.epochs
         say(
             f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}, epoch {meta['epoch']}"
         )
@@ -250,7 +252,7 @@ def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False)
                 else:
                     meta["bad_epochs"] += 1
                 if tcfg.patience and meta["bad_epochs"] >= tcfg.patience:
-                    meta["done"] = True
+                    meta["done"] = meta["early_stopped"] = True
                     line += f"; early stop (best epoch {meta['best_epoch']})"
             if epoch >= tcfg.epochs:
                 meta["done"] = True

@@ -204,3 +204,16 @@ def test_sharded_training_matches_one_device(tmp_path, shape):
     loss1 = [r["loss"] for r in l1 if r["kind"] == "train"]
     loss8 = [r["loss"] for r in l8 if r["kind"] == "train"]
     np.testing.assert_allclose(loss1, loss8, rtol=1e-4)
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_checkpoints(tmp_path, capsys):
+    wd = tmp_path / "w"
+    args = ["train", "--workdir", str(wd), *_sets(["train.epochs=1"])]
+    assert main(args) == 0
+    saved = sorted(p.name for p in (wd / "checkpoints").iterdir())
+    capsys.readouterr()
+    diverge = _sets(["train.epochs=3", "optim.learning_rate=.inf", "train.seed=1"])
+    assert main(["train", "--workdir", str(wd), "--force", *diverge]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite training loss before step" in err and "Traceback" not in err
+    assert set(saved) <= {p.name for p in (wd / "checkpoints").iterdir()}

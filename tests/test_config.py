@@ -64,3 +64,11 @@ def test_to_dict_round_trips(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(to_dict(cfg)))
     assert load_config(path) == cfg
+
+
+def test_exponent_floats_and_override_errors_name_the_override():
+    cfg = load_config(None, ["optim.learning_rate=1e-3"])
+    assert cfg.optim.learning_rate == 1e-3
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["optim.learning_rate=abc"])
+    assert str(e.value).startswith("--set 'optim.learning_rate' must be float")

@@ -60,7 +60,9 @@ def test_dataset_deterministic_shuffled_and_epoch_flags():
     assert all(x["inputs"].shape == (5, 4) for x in a)
     first = [x for x in a if x["_epoch"] == 0]
     second = [x for x in a if x["_epoch"] == 1]
-    assert not all(np.array_equal(p["inputs"], q["inputs"]) for p, q in zip(first, second))
+    assert not all(
+        np.array_equal(p["inputs"], q["inputs"]) for p, q in zip(first, second, strict=False)
+    )
 
 
 def test_iterator_state_resumes_same_next_batch():

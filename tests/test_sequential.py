@@ -80,9 +80,7 @@ def test_step_is_traced_once_and_donates_state():
     abstract = jax.eval_shape(task.init_state, jax.random.key(0))
     shardings = sharding.logical_shardings(mesh, abstract)
     state = jax.device_put(state, shardings)
-    step = jax.jit(
-        counted, donate_argnums=0, out_shardings=(shardings, sharding.replicated(mesh))
-    )
+    step = jax.jit(counted, donate_argnums=0, out_shardings=(shardings, sharding.replicated(mesh)))
     for b in batches[:3]:
         old = state
         state, _ = step(state, sharding.shard_batch(b, mesh, 1), jax.random.key(0))
