@@ -218,7 +218,9 @@ def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False)
             if compile_s is None:
                 jax.block_until_ready(state)
                 compile_s = time.perf_counter() - t0
+                epoch_start += compile_s  # throughput figures exclude compilation
                 writer.write(0, {"compile_seconds": compile_s}, "timing")
+                say(f"compiled the train step in {compile_s:.1f} s")
             pending.append(metrics)
             bar.update(1)
             if len(pending) >= 50:
