@@ -147,29 +147,21 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
     """Read a YAML config (the embedded default when `path` is None) and apply overrides."""
-    raw: dict = {}
-    where = "<default>"
-    if path is None:
-        path = DEFAULT_CONFIG
-    if path is not None:
-        where = str(path)
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read config: {e.strerror}") from None
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(
-                f"{where}{line}: not valid YAML: {getattr(e, 'problem', e)}"
-            ) from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{where}: the top level must be a mapping of sections")
-        lines = _key_lines(text)
-    else:
-        lines = {}
+    path = DEFAULT_CONFIG if path is None else path
+    where = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read config: {e.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of sections")
+    lines = _key_lines(text)
     overridden = {_apply_override(raw, item) for item in overrides}
     try:
         cfg = _build(Config, raw, where, "")
@@ -181,7 +173,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if key in lines:
             raise ConfigError(str(e).replace(f"{where}:", f"{where}:{lines[key]}:", 1)) from None
         raise
-    if path is not None and cfg.data.source not in ("synthetic",) and not _is_dataset_name(cfg):
+    if cfg.data.source != "synthetic" and not _has_scheme(cfg.data.source):
         # Data paths in a config file are relative to that file, so configs/ can be moved.
         src = Path(cfg.data.source).expanduser()
         if not src.is_absolute():
@@ -214,8 +206,9 @@ def _error(message: str, key: str) -> ConfigError:
     return err
 
 
-def _is_dataset_name(cfg: Config) -> bool:
-    return cfg.data.source.split(":", 1)[0] in ("shared", "download")
+def _has_scheme(source: str) -> bool:
+    """`shared:` and `download:` sources are resolved by `jaxrec.data.load`, not here."""
+    return source.split(":", 1)[0] in ("shared", "download")
 
 
 def _apply_override(raw: dict, item: str) -> str:

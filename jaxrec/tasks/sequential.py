@@ -66,7 +66,7 @@ def make_model(cfg, num_items: int) -> GRU4Rec:
 
 def sampler_tables(counts: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """(cdf of sampling ∝ count^alpha, log count); items never seen are never sampled."""
-    w = np.where(counts > 0, counts, 0.0) ** alpha * (counts > 0)
+    w = np.where(counts > 0, counts, 1.0) ** alpha * (counts > 0)
     with np.errstate(divide="ignore"):
         log_counts = np.log(counts)
     return np.cumsum(w / w.sum()).astype(np.float32), np.maximum(log_counts, 0).astype(np.float32)
