@@ -32,7 +32,13 @@ class SyntheticConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the events come from, how they are filtered and split."""
+    """Where the events come from, how they are filtered and split.
+
+    split: leave_one_out (SASRec/Caser) | temporal_ratio (valid_ratio, test_ratio of each
+    user's events, chronological) | heldout_users (Mult-VAE: valid_users and test_users
+    held out, fold_in of each held-out user's events shown) | presplit (`source` is the train
+    file, `valid_source` (optional) and `test_source` the others; filters apply to each).
+    """
 
     # "synthetic", "shared:<path>", "download:<name>" or a file path (see jaxrec.data.load)
     source: str = "synthetic"
@@ -44,14 +50,20 @@ class DataConfig:
     min_user_events: int = 0
     min_item_events: int = 0
     split: str = "leave_one_out"
+    valid_source: str | None = None  # presplit only
+    test_source: str | None = None  # presplit only
+    valid_ratio: float = 0.1  # temporal_ratio only
+    test_ratio: float = 0.1  # temporal_ratio only
+    valid_users: int = 0  # heldout_users only
+    test_users: int = 0  # heldout_users only
+    fold_in: float = 0.8  # heldout_users only
     synthetic: SyntheticConfig = SyntheticConfig()
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """GRU4Rec (Hidasi & Karatzoglou, CIKM 2018). Other families add their own fields later."""
+class GRU4RecConfig:
+    """GRU4Rec (Hidasi & Karatzoglou, CIKM 2018), as in the official code's parameters."""
 
-    name: str = "gru4rec"
     layers: tuple[int, ...] = (100,)
     embedding: int = 0  # >0: separate input embedding of this size; 0: see constrained_embedding
     constrained_embedding: bool = (
@@ -59,8 +71,112 @@ class ModelConfig:
     )
     dropout_embed: float = 0.0
     dropout_hidden: float = 0.0
-    final_act: str = "linear"  # linear | tanh | relu | elu-<alpha> | leaky-<alpha>
+    final_act: str = "linear"  # linear | tanh | relu | elu-<alpha> | leaky-<alpha> | softmax
+
+
+@dataclasses.dataclass(frozen=True)
+class CaserConfig:
+    """Caser (Tang & Wang, WSDM 2018); defaults from the paper and its official code."""
+
+    embedding: int = 50  # d
+    length: int = 5  # L: items in the input window
+    targets: int = 3  # T: next items predicted per window
+    horizontal_filters: int = 16  # n_h per height 1..L
+    vertical_filters: int = 4  # n_v
+    dropout: float = 0.5
+    conv_activation: str = "relu"  # activation of the horizontal convolutions (phi_c)
+    fc_activation: str = "relu"  # activation of the fully-connected layer (phi_a)
+    negatives: int = 3  # uniform negatives per target
+
+
+@dataclasses.dataclass(frozen=True)
+class NextItNetConfig:
+    """NextItNet (Yuan et al., WSDM 2019): residual blocks of dilated causal convolutions."""
+
+    embedding: int = 64  # channels
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one residual block each
+    kernel_size: int = 3
+    max_length: int = 50  # training sequences: each user's last max_length + 1 items
+    dropout: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig:
+    """Mult-VAE and Mult-DAE (Liang et al., WWW 2018; dawenl/vae_cf)."""
+
+    layers: tuple[int, ...] = (600, 200)  # encoder I→600→200; the decoder mirrors it
+    dropout: float = 0.5  # on the L2-normalised input
+    anneal_cap: float = 0.2  # Mult-VAE: beta grows linearly to this cap
+    anneal_steps: int = 200000  # updates for beta to go from 0 to 1 (vae_cf total_anneal_steps)
+    l2: float = 0.0  # L2 on the weights (vae_cf: 0.01 / batch scaling for Mult-DAE)
+
+
+@dataclasses.dataclass(frozen=True)
+class CDAEConfig:
+    """CDAE (Wu et al., WSDM 2016): denoising autoencoder with a user node."""
+
+    hidden: int = 50
+    corruption: float = 0.5  # input dropout rate q
+    hidden_activation: str = "sigmoid"
+    output_activation: str = "sigmoid"
+    loss: str = "logistic"  # logistic | squared
+    negatives: int = 0  # sampled negatives per positive; 0 = full output
+    l2: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoRecConfig:
+    """I-AutoRec (Sedhain et al., WWW 2015) on explicit ratings."""
+
+    hidden: int = 500
+    l2: float = 1.0  # lambda
+
+
+@dataclasses.dataclass(frozen=True)
+class CFGANConfig:
+    """CFGAN (Chae et al., CIKM 2018): vector-wise adversarial CF with ZR and PM."""
+
+    generator: tuple[int, ...] = (256, 256)
+    discriminator: tuple[int, ...] = (256, 256)
+    zr_ratio: float = 0.7  # S_ZR: share of unobserved items used for zero reconstruction
+    pm_ratio: float = 0.7  # S_PM: share of unobserved items partially masked
+    zr_coefficient: float = 0.1  # alpha
+    g_steps: int = 1
+    d_steps: int = 1
+    d_learning_rate: float = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class IRGANConfig:
+    """IRGAN item recommendation (Wang et al., SIGIR 2017)."""
+
+    embedding: int = 5
+    temperature: float = 0.2
+    pretrain_epochs: int = 10  # BPR-MF pretraining of both players, by jaxrec
+    g_steps: int = 1
+    d_steps: int = 1
+    d_learning_rate: float = 1e-3
+    l2: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """`name` picks the model; only its section is read, the others keep their defaults.
+
+    name: gru4rec | caser | nextitnet | multvae | multdae | cdae | autorec | cfgan | irgan
+    (multvae and multdae both read `vae`).
+    """
+
+    name: str = "gru4rec"
     compute_dtype: str = "float32"
+    gru4rec: GRU4RecConfig = GRU4RecConfig()
+    caser: CaserConfig = CaserConfig()
+    nextitnet: NextItNetConfig = NextItNetConfig()
+    vae: VAEConfig = VAEConfig()
+    cdae: CDAEConfig = CDAEConfig()
+    autorec: AutoRecConfig = AutoRecConfig()
+    cfgan: CFGANConfig = CFGANConfig()
+    irgan: IRGANConfig = IRGANConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +225,8 @@ class EvalConfig:
     chunk_size: int = 1024
     max_history: int = 200
     recall_denominator: str = "min"  # min: min(K, |T|) (Mult-VAE); all: |T|
-    baselines: tuple[str, ...] = ("popularity", "markov")
+    baselines: tuple[str, ...] = ("popularity", "markov")  # popularity | markov | ease
+    ease_l2: float = 500.0  # EASE's lambda (Steck, WWW 2019)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,13 +290,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if key in lines:
             raise ConfigError(str(e).replace(f"{where}:", f"{where}:{lines[key]}:", 1)) from None
         raise
-    if cfg.data.source != "synthetic" and not _has_scheme(cfg.data.source):
-        # Data paths in a config file are relative to that file, so configs/ can be moved.
-        src = Path(cfg.data.source).expanduser()
-        if not src.is_absolute():
-            src = (Path(path).parent / src).resolve()
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(src)))
-    return cfg
+    # Data paths in a config file are relative to that file, so configs/ can be moved.
+    paths = {
+        name: _resolve_path(value, Path(path).parent)
+        for name in ("source", "valid_source", "test_source")
+        if (value := getattr(cfg.data, name)) is not None
+    }
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **paths))
+
+
+def _resolve_path(source: str, base: Path) -> str:
+    if source == "synthetic" or _has_scheme(source):
+        return source
+    src = Path(source).expanduser()
+    return str(src if src.is_absolute() else (base / src).resolve())
 
 
 def _key_lines(text: str) -> dict[str, int]:

@@ -5,10 +5,12 @@ from jaxrec.errors import ConfigError
 
 
 def test_default_config_and_overrides():
-    cfg = load_config(None, ["train.epochs=3", "model.layers=[64, 32]", "optim.clip_norm=1"])
+    cfg = load_config(
+        None, ["train.epochs=3", "model.gru4rec.layers=[64, 32]", "optim.clip_norm=1"]
+    )
     assert isinstance(cfg, Config)
     assert cfg.train.epochs == 3
-    assert cfg.model.layers == (64, 32)
+    assert cfg.model.gru4rec.layers == (64, 32)
     assert cfg.optim.clip_norm == 1.0 and isinstance(cfg.optim.clip_norm, float)
     assert cfg.mesh.data == -1 and cfg.mesh.model == 1
 
@@ -60,7 +62,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
 def test_to_dict_round_trips(tmp_path):
     import yaml
 
-    cfg = load_config(None, ["model.layers=[8]", "eval.ks=[5, 10]"])
+    cfg = load_config(None, ["model.gru4rec.layers=[8]", "eval.ks=[5, 10]"])
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(to_dict(cfg)))
     assert load_config(path) == cfg

@@ -13,7 +13,7 @@ from jaxrec.data.synthetic import generate
 from jaxrec.tasks import sequential
 
 SMALL = [
-    "model.layers=[12]",
+    "model.gru4rec.layers=[12]",
     "loss.n_sample=8",
     "train.batch_size=8",
     "train.steps_per_call=4",
@@ -46,7 +46,7 @@ def _train(task, state, batches, n):
 
 def test_sparse_row_updates_equal_dense_updates():
     for loss in ("cross-entropy", "bpr-max", "top1-max"):
-        extra = [f"loss.kind={loss}", "model.final_act=linear", "loss.logq=0"]
+        extra = [f"loss.kind={loss}", "model.gru4rec.final_act=linear", "loss.logq=0"]
         task_s, state_s, batches = _setup([*extra, "optim.sparse=true"])
         task_d, state_d, _ = _setup([*extra, "optim.sparse=false"])
         assert set(state_s.table_acc) == {"Wy", "By"} and state_d.table_acc == {}

@@ -20,16 +20,18 @@ from jaxrec.data.interactions import Interactions
 from jaxrec.errors import ConfigError
 
 
-def load_interactions(cfg: DataConfig) -> Interactions:
-    """The event log named by `cfg.source`, after the rating and k-core filters."""
-    if cfg.source == "synthetic":
+def load_interactions(cfg: DataConfig, source: str | None = None) -> Interactions:
+    """The event log named by `source` (default `cfg.source`), after the rating and k-core
+    filters."""
+    source = cfg.source if source is None else source
+    if source == "synthetic":
         s = cfg.synthetic
         data = synthetic.generate(s.num_users, s.num_items, s.mean_length, s.num_clusters, s.seed)
-    elif cfg.source.startswith("download:"):
-        entry = download.DATASETS.get(cfg.source.removeprefix("download:"))
+    elif source.startswith("download:"):
+        entry = download.DATASETS.get(source.removeprefix("download:"))
         if entry is None:
             known = ", ".join(sorted(download.DATASETS))
-            raise ConfigError(f"data.source={cfg.source!r}: unknown data set; known: {known}")
+            raise ConfigError(f"data.source={source!r}: unknown data set; known: {known}")
         folder = download.fetch(entry)
         data = formats.read_interactions(
             folder / entry.files[0],
@@ -37,9 +39,7 @@ def load_interactions(cfg: DataConfig) -> Interactions:
             columns=cfg.columns or entry.columns,
         )
     else:
-        data = formats.read_interactions(
-            resolve_source(cfg.source), cfg.format, columns=cfg.columns
-        )
+        data = formats.read_interactions(resolve_source(source), cfg.format, columns=cfg.columns)
     if cfg.min_rating is not None:
         data = interactions.filter_rating(data, cfg.min_rating)
     if cfg.min_user_events or cfg.min_item_events:
@@ -66,9 +66,25 @@ def resolve_source(source: str) -> Path:
 
 
 def load_split(cfg: DataConfig) -> tuple[Interactions, splits.Split]:
+    """(the events, their split) as `cfg.split` names it. For `presplit` the events are the
+    train file's, re-indexed over the vocabulary of all three files."""
+    if cfg.split == "presplit":
+        if cfg.test_source is None:
+            raise ConfigError("data.split=presplit needs data.test_source (and data.source)")
+        train, test = load_interactions(cfg), load_interactions(cfg, cfg.test_source)
+        valid = None if cfg.valid_source is None else load_interactions(cfg, cfg.valid_source)
+        split = splits.presplit(train, valid, test)
+        return splits.align_vocab(train, test)[0], split
+    for name in ("valid_source", "test_source"):
+        if getattr(cfg, name) is not None:
+            raise ConfigError(f"data.{name} is read only with data.split=presplit")
     data = load_interactions(cfg)
-    if cfg.split != "leave_one_out":
-        raise ConfigError(
-            f"data.split={cfg.split!r}: sequential models train with leave_one_out for now"
-        )
-    return data, splits.leave_one_out(data)
+    kwargs = {
+        "temporal_ratio": {"valid": cfg.valid_ratio, "test": cfg.test_ratio},
+        "heldout_users": {
+            "num_valid_users": cfg.valid_users,
+            "num_test_users": cfg.test_users,
+            "fold_in": cfg.fold_in,
+        },
+    }.get(cfg.split, {})
+    return data, splits.make_split(data, cfg.split, **kwargs)

@@ -7,6 +7,8 @@ step, a scorer for evaluation, and a grain dataset. Nothing here is model-specif
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -30,11 +32,27 @@ class Task:
     batch_axis: int = 0
 
 
+FAMILIES = {
+    "gru4rec": "sequential",
+    "caser": "cnn",
+    "nextitnet": "cnn",
+    "multvae": "autoencoder",
+    "multdae": "autoencoder",
+    "cdae": "autoencoder",
+    "autorec": "autoencoder",
+    "cfgan": "adversarial",
+    "irgan": "adversarial",
+}
+
+
 def build_task(cfg, split) -> Task:
     """The task for `cfg.model.name`, bound to its config and the split it trains on."""
     name = cfg.model.name
-    if name == "gru4rec":
-        from jaxrec.tasks import sequential
-
-        return sequential.build(cfg, split)
-    raise ConfigError(f"model.name={name!r} is not a known model; available: gru4rec")
+    if name not in FAMILIES:
+        near = difflib.get_close_matches(name, FAMILIES, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise ConfigError(
+            f"model.name={name!r} is not a known model; {hint}available: {', '.join(FAMILIES)}"
+        )
+    module = importlib.import_module(f"jaxrec.tasks.{FAMILIES[name]}")
+    return module.build(cfg, split)

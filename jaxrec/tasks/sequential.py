@@ -50,9 +50,9 @@ class SequentialState(struct.PyTreeNode):
 
 
 def make_model(cfg, num_items: int) -> GRU4Rec:
-    m = cfg.model
+    m = cfg.model.gru4rec
     if m.constrained_embedding and m.embedding > 0:
-        raise ConfigError("model.constrained_embedding needs model.embedding=0")
+        raise ConfigError("model.gru4rec.constrained_embedding needs model.gru4rec.embedding=0")
     return GRU4Rec(
         num_items=num_items,
         layers=tuple(m.layers),
@@ -60,7 +60,7 @@ def make_model(cfg, num_items: int) -> GRU4Rec:
         constrained_embedding=m.constrained_embedding,
         dropout_embed=m.dropout_embed,
         dropout_hidden=m.dropout_hidden,
-        dtype=jnp.dtype(m.compute_dtype),
+        dtype=jnp.dtype(cfg.model.compute_dtype),
     )
 
 
@@ -248,9 +248,9 @@ def build(cfg, split) -> Task:
         tables=tables,
         momentum=cfg.optim.momentum,
         loss=cfg.loss,
-        final_act=cfg.model.final_act,
+        final_act=cfg.model.gru4rec.final_act,
     )
-    losses.final_activation(cfg.model.final_act, cfg.loss.kind)  # fail here, not inside jit
+    losses.final_activation(cfg.model.gru4rec.final_act, cfg.loss.kind)  # fail here, not inside jit
     return Task(
         name="gru4rec",
         init_state=init_state,
