@@ -30,6 +30,8 @@ from jaxrec.errors import CheckpointError, JaxrecError
 from jaxrec.reporting import MetricWriter, results_table
 from jaxrec.tasks import Task, build_task
 
+LOWER_IS_BETTER = ("rmse", "mae")
+
 
 @dataclasses.dataclass
 class Run:
@@ -99,13 +101,19 @@ def _evaluate(run: Run, fn, stage: str, protocol: str) -> dict:
 
 def evaluate_params(run: Run, params, stage: str, protocols=None) -> list[dict]:
     """Metrics of `params` on `stage` under each protocol (default: the config's)."""
+    if run.task.evaluate is not None:
+        return [run.task.evaluate(params, stage)]
     fn = score_fn(run, params)
     return [_evaluate(run, fn, stage, p) for p in (protocols or run.cfg.eval.protocols)]
 
 
 def evaluate_baselines(run: Run, stage: str) -> list[tuple[str, dict]]:
     """(name, metrics) of every configured baseline under every protocol."""
-    makers = {"popularity": baselines.popularity, "markov": baselines.markov_chain}
+    makers = {
+        "popularity": baselines.popularity,
+        "markov": baselines.markov_chain,
+        "ease": lambda split, stage: baselines.ease(split, stage, l2=run.cfg.eval.ease_l2),
+    }
     rows = []
     for name in run.cfg.eval.baselines:
         fn = makers[name](run.split, stage)
@@ -245,7 +253,8 @@ def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False)
             )
             if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
                 (valid,) = evaluate_params(run, state.params, "valid", ("full",))
-                value = valid[cfg.eval.metric]
+                # Lower is better for error metrics (AutoRec's RMSE): compare the negation.
+                value = valid[cfg.eval.metric] * (-1 if cfg.eval.metric in LOWER_IS_BETTER else 1)
                 writer.write(int(state.step), valid, "valid")
                 line += f"; {evaluation.format_metrics(valid)}"
                 if meta["best"] is None or value > meta["best"]:

@@ -20,8 +20,17 @@ class Task:
     """init_state(rng) -> state whose leaves may be `nn.LogicallyPartitioned` (for shardings).
     train_step(state, batch, rng) -> (state, metrics): pure; metrics are device scalars.
     score(params, users [B], hist_ids [B, L], hist_mask [B, L]) -> float32 [B, I].
-    dataset(process_index, process_count) -> grain.IterDataset of numpy batch dicts.
+    dataset(process_index, process_count) -> grain.IterDataset of numpy batch dicts; each
+      carries host keys `_epoch` (int) and `_last` (True on an epoch's last batch).
     batch_axis: which axis of every batch array is the batch (sharded over `data`).
+    metrics of train_step: at least `loss` (mean per example) and `examples` (count).
+
+    Optional:
+    represent(params, users [B], hist_ids [B, L], hist_mask [B, L]) -> float32 [B, D]: the
+      learned user representation (`jaxrec embed`).
+    item_vectors(params) -> float32 [I, D]: learned item embeddings (`jaxrec embed`).
+    evaluate(params, stage) -> dict of metrics: replaces ranking evaluation for models that
+      are not rankers (AutoRec's rating RMSE); `eval.metric` then names one of its keys.
     """
 
     name: str
@@ -30,6 +39,9 @@ class Task:
     score: Callable[..., Any]
     dataset: Callable[[int, int], Any]
     batch_axis: int = 0
+    represent: Callable[..., Any] | None = None
+    item_vectors: Callable[[Any], Any] | None = None
+    evaluate: Callable[[Any, str], dict] | None = None
 
 
 FAMILIES = {
