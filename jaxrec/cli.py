@@ -1,4 +1,4 @@
-"""The `jaxrec` console script: train | evaluate | recommend | data stats.
+"""The `jaxrec` console script: train | evaluate | recommend | export | embed | data stats.
 
 Errors a user can cause print one line (no traceback) and exit with status 2.
 """
@@ -38,10 +38,25 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("valid", "test"), default="test")
 
     r = sub.add_parser("recommend", help="top-K items per user to a CSV file")
-    r.add_argument("--workdir", required=True)
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--workdir", help="a trained workdir: recommend for its split's users")
+    src.add_argument("--scorer", help="an exported artifact (jaxrec export); needs --input")
+    r.add_argument("--input", help="with --scorer: interaction file whose users get top-K")
+    r.add_argument("--format", help="reader of --input; detected from the file when omitted")
     r.add_argument("--k", type=int, default=10)
     r.add_argument("--split", choices=("valid", "test"), default="test")
     r.add_argument("--out", required=True, help="CSV path: user,item,rank,score (raw ids)")
+
+    x = sub.add_parser("export", help="write a compiled scorer artifact (jax.export)")
+    x.add_argument("--workdir", required=True)
+    x.add_argument("--out", required=True, help="artifact directory to create")
+    x.add_argument("--max-k", type=int, default=100, help="largest top-K the scorer serves")
+    x.add_argument("--history", type=int, help="history length read (default eval.max_history)")
+    x.add_argument("--force", action="store_true", help="replace an existing artifact")
+
+    m = sub.add_parser("embed", help="user representations and item embeddings to Parquet")
+    m.add_argument("--workdir", required=True)
+    m.add_argument("--out", required=True, help="Parquet path: kind, id, vector")
 
     d = sub.add_parser("data", help="data set tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -93,11 +108,44 @@ def cmd_evaluate(args) -> None:
         print(evaluation.format_metrics(r))
 
 
+def _write_recommendations(path: str, users, items, scores) -> None:
+    """CSV user,item,rank,score; empty slots (fewer than k candidates) are skipped."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["user", "item", "rank", "score"])
+        for u, row_items, row_scores in zip(users, items, scores, strict=True):
+            for rank, (item, score) in enumerate(zip(row_items, row_scores, strict=True)):
+                if item is not None:
+                    w.writerow([u, item, rank + 1, f"{score:.6g}"])
+
+
+def _recommend_from_scorer(args) -> None:
+    from jaxrec.data import formats
+    from jaxrec.scorer import load_scorer
+
+    if not args.input:
+        raise ConfigError("recommend --scorer needs --input, an interaction file of histories")
+    scorer = load_scorer(args.scorer)
+    data = formats.read_interactions(args.input, args.format)
+    seqs = data.sequences()
+    users = [u for u in range(data.num_users) if seqs.lengths[u] > 0]
+    inputs = [data.item_vocab[seqs.row(u)].tolist() for u in users]
+    raw_users = [str(data.user_vocab[u]) for u in users]
+    ids, scores = scorer.recommend(
+        inputs, args.k, users=raw_users if scorer.uses_user_ids else None, unknown="skip"
+    )
+    items = [[i if i else None for i in row] for row in ids.tolist()]
+    _write_recommendations(args.out, raw_users, items, scores)
+    print(f"wrote top-{args.k} for {len(users)} users to {args.out}")
+
+
 def cmd_recommend(args) -> None:
     import numpy as np
 
     from jaxrec import evaluation, trainer
 
+    if args.scorer:
+        return _recommend_from_scorer(args)
     run, best = _restore_best(args.workdir)
     inputs, _ = run.split.stage(args.split)
     users = np.flatnonzero(inputs.lengths > 0).astype(np.int32)
@@ -111,15 +159,29 @@ def cmd_recommend(args) -> None:
         chunk_size=e.chunk_size,
         max_history=e.max_history,
     )
-    uv, iv = run.data.user_vocab, run.data.item_vocab
-    with open(args.out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["user", "item", "rank", "score"])
-        for row, u in enumerate(users):
-            for rank in range(args.k):
-                if ids[row, rank] >= 0:
-                    w.writerow([uv[u], iv[ids[row, rank]], rank + 1, f"{scores[row, rank]:.6g}"])
+    iv = run.data.item_vocab
+    items = [[iv[i] if i >= 0 else None for i in row] for row in ids.tolist()]
+    _write_recommendations(args.out, run.data.user_vocab[users], items, scores)
     print(f"wrote top-{args.k} for {len(users)} users to {args.out}")
+
+
+def cmd_export(args) -> None:
+    from jaxrec.export import export_run
+
+    run, best = _restore_best(args.workdir)
+    path = export_run(run, best, args.out, max_k=args.max_k, history=args.history, force=args.force)
+    print(f"exported {run.cfg.model.name} scorer to {path}")
+
+
+def cmd_embed(args) -> None:
+    from jaxrec.profiles import write_embeddings
+
+    run, best = _restore_best(args.workdir)
+    info = write_embeddings(args.out, run, best)
+    print(
+        f"wrote {info['users']} user vectors (D={info['user_dim']}) and {info['items']} item "
+        f"vectors (D={info['item_dim']}) to {args.out}"
+    )
 
 
 def cmd_data(args) -> None:
@@ -135,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "evaluate": cmd_evaluate,
         "recommend": cmd_recommend,
+        "export": cmd_export,
+        "embed": cmd_embed,
         "data": cmd_data,
     }
     try:

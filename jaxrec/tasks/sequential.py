@@ -179,6 +179,17 @@ def score(params, users, hist_ids, hist_mask, *, model: GRU4Rec):
     return model.apply({"params": params}, out, method="score")
 
 
+def represent(params, users, hist_ids, hist_mask, *, model: GRU4Rec):
+    """The user's representation: the last layer's GRU state after the history, float32 [B, H]."""
+    del users
+    return model.apply({"params": params}, hist_ids, hist_mask, method="encode")
+
+
+def item_vectors(params):
+    """Output item embeddings `Wy`, float32 [I, H] (scores are h · Wy[i] + By[i])."""
+    return params["Wy"]
+
+
 def item_tables(cfg, model: GRU4Rec) -> tuple[str, ...]:
     """Names of the [I, ...] parameters updated row-wise, or () for a dense update.
 
@@ -258,4 +269,6 @@ def build(cfg, split) -> Task:
         score=functools.partial(score, model=model),
         dataset=dataset,
         batch_axis=1,
+        represent=functools.partial(represent, model=model),
+        item_vectors=item_vectors,
     )
