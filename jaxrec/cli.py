@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--workdir", required=True)
     m.add_argument("--out", required=True, help="Parquet path: kind, id, vector")
 
+    sub.add_parser("bench", help="benchmark suite (jaxrec bench --help)", add_help=False)
+
     d = sub.add_parser("data", help="data set tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
     s = dsub.add_parser("stats", help="statistics of an interaction file")
@@ -192,6 +194,11 @@ def cmd_data(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # its own parser: jaxrec.bench
+        from jaxrec import bench
+
+        return bench.main(argv[1:])
     args = _parser().parse_args(argv)
     commands = {
         "train": cmd_train,

@@ -1,0 +1,286 @@
+"""`jaxrec bench`: training throughput, step latency, compile time, evaluation throughput,
+memory and scorer latency, measured the same way every time, as JSON records.
+
+    jaxrec bench --suite quick --out bench/            # or: python -m benchmarks --suite quick
+
+Method. Each case runs in a fresh subprocess (clean compile caches, its own peak memory).
+It builds the sharded state and the compiled step exactly as `jaxrec train` does; the first
+call is timed apart (compile time, with `block_until_ready`); `warmup` calls follow; then
+`repeats` × `calls` compiled calls, each stopped with `block_until_ready`, the host batches
+prepared beforehand so the clock sees the device step. A call runs `train.steps_per_call`
+mini-batches; latencies are reported per mini-batch (call time / T). Throughput is the
+median over repeats, with min and max in `spread`. Evaluation throughput is the second of
+two full-ranking test passes (the first compiles). Scorer latency: the model exported with
+`jaxrec export`, loaded with `jaxrec.load_scorer`, called `calls` times per batch size after
+a warm-up call. Peak host memory is the process's max RSS; device memory comes from
+`device.memory_stats()` where the backend reports it (GPU/TPU).
+
+Records (`DIR/results.json`): {system, benchmark, model, dataset, metric, value, unit,
+params, context}; `DIR/results.md` is the table; `DIR/*.png` the plots (with matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# The suites: (benchmark, model, config file relative to the repo's configs/, overrides).
+_SCALE = [
+    "data.synthetic.num_users=2000",
+    "data.synthetic.mean_length=30",
+    "model.gru4rec.layers=[64]",
+    "loss.n_sample=512",
+    "train.batch_size=256",
+    "train.steps_per_call=8",
+]
+SUITES = {
+    "quick": {
+        "calls": 10,
+        "repeats": 3,
+        "cases": [
+            ("train", "gru4rec", "gru4rec_games.yaml", []),
+            ("train", "caser", "caser_games.yaml", []),
+            ("train", "nextitnet", "nextitnet_games.yaml", []),
+            ("train", "multvae", "multvae_ml1m.yaml", []),
+            ("train", "multdae", "multdae_ml1m.yaml", []),
+            ("train", "cdae", "cdae_ml1m.yaml", []),
+            ("train", "cfgan", "cfgan_ml100k.yaml", []),
+            ("train", "irgan", "irgan_ml100k.yaml", []),
+        ]
+        + [
+            (
+                "scale",
+                "gru4rec",
+                None,
+                [*_SCALE, f"data.synthetic.num_items={n}", f"optim.sparse={s}"],
+            )
+            for n in (10_000, 100_000, 1_000_000)
+            for s in ("true", "false")
+        ],
+    },
+}
+SUITES["full"] = {**SUITES["quick"], "calls": 50, "repeats": 5}
+
+
+def context(cfg_dict: dict | None = None) -> dict:
+    """Where a number comes from: hardware, device kind and count, versions, commit, config."""
+    import jax
+
+    commit = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+            cwd=Path(__file__).parent,
+        ).stdout.strip() or None  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        pass
+    devices = jax.devices()
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": len(os.sched_getaffinity(0)),
+        "load_avg_1min": os.getloadavg()[0],
+        "device_kind": devices[0].device_kind,
+        "device_count": len(devices),
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "jaxlib": __import__("jaxlib").version.__version__,
+        "python": platform.python_version(),
+        "commit": commit,
+        "config": cfg_dict,
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def _peak_memory_records(add) -> None:
+    add("peak_memory", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "MiB",
+        {"memory": "host_rss"})  # fmt: skip
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        add("peak_memory", stats["peak_bytes_in_use"] / 2**20, "MiB", {"memory": "device"})
+
+
+def run_case(case: dict) -> list[dict]:
+    """Measure one (benchmark, model, config) in this process → records."""
+    import jax
+    import numpy as np
+
+    from jaxrec import sharding, trainer
+    from jaxrec.config import load_config, to_dict
+
+    cfg = load_config(case["config"], case["set"])
+    run = trainer.prepare(cfg)
+    ctx = context(to_dict(cfg))
+    base_params = {"batch_size": cfg.train.batch_size, "steps_per_call": cfg.train.steps_per_call,
+                   "num_items": run.split.num_items, **case.get("params", {})}  # fmt: skip
+    records: list[dict] = []
+
+    def add(metric, value, unit, params=None, spread=None):
+        rec = {"system": "jaxrec", "benchmark": case["benchmark"], "model": cfg.model.name,
+               "dataset": cfg.data.source, "metric": metric, "value": float(value),
+               "unit": unit, "params": {**base_params, **(params or {})}, "context": ctx}  # fmt: skip
+        if spread is not None:
+            rec["spread"] = [float(x) for x in spread]
+        records.append(rec)
+
+    it = iter(run.task.dataset(0, 1))
+    step = jax.jit(run.task.train_step, donate_argnums=0)
+    key = jax.random.key(0)
+
+    def batch():
+        b = next(it, None)
+        if b is None:
+            raise RuntimeError("the data ran out: raise train.epochs for this benchmark")
+        b.pop("_epoch"), b.pop("_last")
+        return sharding.shard_batch(b, run.mesh, run.task.batch_axis)
+
+    state = run.state
+    t = time.perf_counter()
+    state, m = step(state, batch(), key)
+    jax.block_until_ready(state)
+    add("compile_time", time.perf_counter() - t, "s")
+    for _ in range(case["warmup"]):
+        state, m = step(state, batch(), key)
+    jax.block_until_ready(state)
+    T = cfg.train.steps_per_call if run.task.batch_axis == 1 else 1
+    throughputs, steps, latencies = [], [], []
+    for _ in range(case["repeats"]):
+        prepared = [batch() for _ in range(case["calls"])]
+        examples = 0
+        t_all = time.perf_counter()
+        for b in prepared:
+            t = time.perf_counter()
+            state, m = step(state, b, key)
+            jax.block_until_ready(state)
+            latencies.append((time.perf_counter() - t) / T)
+            examples += int(m["examples"])
+        seconds = time.perf_counter() - t_all
+        throughputs.append(examples / seconds)
+        steps.append(case["calls"] * T / seconds)
+    add("train_throughput", statistics.median(throughputs), "examples/s",
+        spread=(min(throughputs), max(throughputs)))  # fmt: skip
+    add("train_steps", statistics.median(steps), "steps/s", spread=(min(steps), max(steps)))
+    add("step_time_p50", 1e3 * _percentile(latencies, 50), "ms")
+    add("step_time_p99", 1e3 * _percentile(latencies, 99), "ms")
+    if case["benchmark"] == "train":
+        _eval_and_scorer(run, state.params, add, case, np)
+    _peak_memory_records(add)
+    return records
+
+
+def _eval_and_scorer(run, params, add, case, np) -> None:
+    from jaxrec import trainer
+
+    if run.task.evaluate is None:
+        first, second = (
+            trainer.evaluate_params(run, params, "test", ("full",))[0] for _ in range(2)
+        )
+        add("eval_throughput", second["users_per_second"], "users/s",
+            {"protocol": "full", "users": second["num_users"]})  # fmt: skip
+        add("eval_compile_time", max(first["seconds"] - second["seconds"], 0.0), "s")
+    from jaxrec.export import export_run
+    from jaxrec.scorer import load_scorer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_run(run, params, Path(tmp) / "scorer", max_k=100)
+        scorer = load_scorer(Path(tmp) / "scorer")
+        hist, _ = run.split.stage("test")
+        users = np.flatnonzero(hist.lengths > 0)
+        vocab = run.data.item_vocab
+        for b in (1, 64):
+            chosen = users[:b]
+            inputs = [vocab[hist.row(u)].tolist() for u in chosen]
+            raw_users = run.data.user_vocab[chosen].tolist()
+            scorer.recommend(inputs, 10, users=raw_users)  # compile this bucket
+            times = []
+            for _ in range(case["calls"]):
+                t = time.perf_counter()
+                scorer.recommend(inputs, 10, users=raw_users)
+                times.append(time.perf_counter() - t)
+            for q in (50, 99):
+                add(f"scorer_latency_p{q}", 1e3 * _percentile(times, q), "ms", {"requests": b})
+
+
+def _case_main(spec: str) -> None:
+    print("RECORDS " + json.dumps(run_case(json.loads(spec)), default=str))
+
+
+def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None = None) -> list:
+    """Run every case of `suite` in a subprocess; write results.json, results.md, plots."""
+    if suite not in SUITES:
+        raise SystemExit(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
+    spec = SUITES[suite]
+    out.mkdir(parents=True, exist_ok=True)
+    records, skipped = [], []
+    env = dict(os.environ)
+    shared = configs_dir.resolve().parent.parent / "shared" / "data"
+    if "JAXREC_DATA_DIR" not in env and shared.is_dir():  # the repo's layout: ../shared/data
+        env["JAXREC_DATA_DIR"] = str(shared)
+    for benchmark, model, config, overrides in spec["cases"]:
+        if only and model not in only and benchmark not in only:
+            continue
+        path = None if config is None else configs_dir / config
+        if path is not None and not path.exists():
+            skipped.append(f"{model}: {path} not found")
+            continue
+        case = {"benchmark": benchmark, "config": None if path is None else str(path),
+                "set": [*overrides, "train.epochs=1000", "train.progress=false"],
+                "calls": spec["calls"], "repeats": spec["repeats"], "warmup": 3,
+                "params": {"update": "sparse" if "optim.sparse=true" in overrides else "dense"}
+                if benchmark == "scale" else {}}  # fmt: skip
+        if benchmark == "scale":
+            case["set"].insert(0, f"model.name={model}")
+        label = f"{benchmark}/{model}" + (f" {overrides[-2:]}" if benchmark == "scale" else "")
+        print(f"bench: {label} ...", flush=True)
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "jaxrec.bench", "--case", json.dumps(case)],
+                              capture_output=True, text=True, env=env)  # fmt: skip
+        lines = [x for x in proc.stdout.splitlines() if x.startswith("RECORDS ")]
+        if proc.returncode or not lines:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            skipped.append(f"{label}: failed: {' | '.join(tail)}")
+            print(f"bench: {label} failed", flush=True)
+            continue
+        records += json.loads(lines[-1].removeprefix("RECORDS "))
+        print(f"bench: {label} done in {time.perf_counter() - t:.0f} s", flush=True)
+    (out / "results.json").write_text(json.dumps(records, indent=2))
+    from jaxrec.bench_report import plots, table
+
+    (out / "results.md").write_text(table(records, skipped))
+    plots(records, out)
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="jaxrec bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", default="quick", help=f"one of {', '.join(SUITES)}")
+    ap.add_argument("--only", nargs="*", help="only these models or benchmarks (train, scale)")
+    ap.add_argument("--out", default="bench", help="output directory")
+    ap.add_argument("--configs", default="configs", help="directory of the repo's configs")
+    ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case, in a subprocess
+    args = ap.parse_args(argv)
+    if args.case:
+        _case_main(args.case)
+        return 0
+    run_suite(args.suite, Path(args.out), Path(args.configs), args.only)
+    print(f"wrote {args.out}/results.json and results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Turn benchmark records (`jaxrec.bench`) into a Markdown table and PNG plots."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+_TRAIN_COLUMNS = (
+    ("compile_time", "compile s", "{:.1f}"),
+    ("train_throughput", "examples/s", "{:,.0f}"),
+    ("train_steps", "steps/s", "{:,.1f}"),
+    ("step_time_p50", "step p50 ms", "{:.2f}"),
+    ("step_time_p99", "step p99 ms", "{:.2f}"),
+    ("eval_throughput", "eval users/s", "{:,.0f}"),
+    ("scorer_latency_p50", "scorer p50 ms (1 / 64 req.)", "{:.2f}"),
+    ("peak_memory", "peak RSS MiB", "{:,.0f}"),
+)
+
+
+def _key(r: dict) -> tuple:
+    p = r["params"]
+    return (r["system"], r["benchmark"], r["model"], r["dataset"], p.get("num_items"),
+            p.get("update"))  # fmt: skip
+
+
+def table(records: list[dict], skipped: list[str] = ()) -> str:
+    """One row per (system, benchmark, model, dataset[, catalogue, update]); the context once."""
+    rows: dict[tuple, dict] = defaultdict(dict)
+    for r in records:
+        metric = r["metric"]
+        if metric == "peak_memory" and r["params"].get("memory") != "host_rss":
+            metric = "peak_device_memory"
+        if metric.startswith("scorer_latency_p50"):
+            rows[_key(r)].setdefault(metric, []).append(r["value"])
+        else:
+            rows[_key(r)][metric] = r
+    head = ["system", "benchmark", "model", "data", "items", "update"] + [
+        c[1] for c in _TRAIN_COLUMNS
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, metrics in rows.items():
+        system, bench, model, data, items, update = key
+        cells = [
+            system,
+            bench,
+            model,
+            Path(str(data)).name or str(data),
+            f"{items:,}" if items else "",
+            update or "",
+        ]
+        for metric, _, fmt in _TRAIN_COLUMNS:
+            v = metrics.get(metric)
+            if v is None:
+                cells.append("")
+            elif isinstance(v, list):
+                cells.append(" / ".join(fmt.format(x) for x in v))
+            else:
+                cells.append(fmt.format(v["value"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    out = ["# jaxrec benchmark results", ""]
+    if records:
+        c = records[0]["context"]
+        out.append(
+            f"{c['device_count']} × {c['device_kind']} ({c['backend']}), {c['cpus']} CPU cores "
+            f"({c['processor']}), jax {c['jax']} / jaxlib {c['jaxlib']}, Python {c['python']}, "
+            f"commit {str(c['commit'])[:10]}; 1-min load average at the start {c['load_avg_1min']:.1f}."
+        )
+        out.append("")
+        out.append(
+            "Throughput: median of the repeats (min–max in results.json `spread`), compile time "
+            "apart, `block_until_ready` before each clock stop. Step latency per mini-batch."
+        )
+        out.append("")
+    out += lines
+    if skipped:
+        out += ["", "Not measured:", *[f"- {s}" for s in skipped]]
+    return "\n".join(out) + "\n"
+
+
+def plots(records: list[dict], out: Path) -> list[Path]:
+    """PNG plots: training throughput per model, and step time against catalogue size."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []  # plots are optional (pip install 'jaxrec[bench]')
+    written = []
+    train = [r for r in records if r["benchmark"] == "train" and r["metric"] == "train_throughput"]
+    if train:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        labels = [f"{r['model']}\n{Path(str(r['dataset'])).parent.name}" for r in train]
+        ax.bar(labels, [r["value"] for r in train], color="#4c72b0")
+        ax.set_ylabel("training examples / s")
+        ax.set_yscale("log")
+        ax.set_title("jaxrec training throughput")
+        fig.tight_layout()
+        written.append(out / "train_throughput.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    scale = [r for r in records if r["benchmark"] == "scale" and r["metric"] == "step_time_p50"]
+    if scale:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for update in ("sparse", "dense"):
+            pts = sorted((r["params"]["num_items"], r["value"]) for r in scale
+                         if r["params"].get("update") == update)  # fmt: skip
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=f"{update} update")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("catalogue size (items)")
+        ax.set_ylabel("step time p50 (ms)")
+        ax.set_title("GRU4Rec step time vs catalogue")
+        ax.legend()
+        fig.tight_layout()
+        written.append(out / "scale_step_time.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+    return written

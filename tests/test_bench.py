@@ -1,0 +1,67 @@
+"""The benchmark harness: records carry what the issue asks, reports render them."""
+
+import json
+
+import pytest
+
+from jaxrec import bench
+from jaxrec.bench_report import plots, table
+
+TINY = [
+    "data.synthetic.num_users=120",
+    "data.synthetic.num_items=60",
+    "data.synthetic.mean_length=8",
+    "model.gru4rec.layers=[16]",
+    "loss.n_sample=16",
+    "train.batch_size=16",
+    "train.steps_per_call=4",
+    "train.epochs=50",
+    "eval.max_history=16",
+]
+
+
+@pytest.fixture(scope="module")
+def records():
+    case = {"benchmark": "train", "config": None, "set": TINY, "calls": 3, "repeats": 2,
+            "warmup": 1}  # fmt: skip
+    return bench.run_case(case)
+
+
+def test_records_have_every_field_and_metric(records):
+    fields = {"system", "benchmark", "model", "dataset", "metric", "value", "unit", "params",
+              "context"}  # fmt: skip
+    assert all(fields <= set(r) for r in records)
+    metrics = {r["metric"] for r in records}
+    assert {"compile_time", "train_throughput", "train_steps", "step_time_p50", "step_time_p99",
+            "eval_throughput", "scorer_latency_p50", "scorer_latency_p99",
+            "peak_memory"} <= metrics  # fmt: skip
+    ctx = records[0]["context"]
+    assert ctx["device_count"] == 8 and ctx["jax"] and ctx["config"]["model"]["name"] == "gru4rec"
+    by = {r["metric"]: r for r in records}
+    lo, hi = by["train_throughput"]["spread"]
+    assert 0 < lo <= by["train_throughput"]["value"] <= hi
+    assert by["step_time_p50"]["value"] <= by["step_time_p99"]["value"]
+    assert {r["params"]["requests"] for r in records if r["metric"] == "scorer_latency_p50"} == {
+        1,
+        64,
+    }
+    json.dumps(records)  # plain JSON
+
+
+def test_report_table_and_plots(records, tmp_path):
+    text = table(records, ["caser: configs/caser_games.yaml not found"])
+    assert "| jaxrec | train | gru4rec |" in text and "Not measured" in text
+    scale = [dict(r, benchmark="scale", params={**r["params"], "update": u, "num_items": n})
+             for r in records if r["metric"] == "step_time_p50"
+             for u in ("sparse", "dense") for n in (10, 100)]  # fmt: skip
+    pytest.importorskip("matplotlib", reason="plots need the optional 'bench' extra")
+    written = plots(records + scale, tmp_path)
+    assert {p.name for p in written} == {"train_throughput.png", "scale_step_time.png"}
+    assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_percentile_is_nearest_rank():
+    values = [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert bench._percentile(values, 50) == 3.0
+    assert bench._percentile(values, 99) == 5.0
+    assert bench._percentile(values, 0) == 1.0
