@@ -61,3 +61,66 @@ def adagrad_rows(
         accumulator.at[rows].set(acc, mode="drop"),
         velocity,
     )
+
+
+def lazy_adam_rows(
+    table: jax.Array,
+    m: jax.Array,
+    v: jax.Array,
+    rows: jax.Array,
+    grad: jax.Array,
+    learning_rate: jax.Array | float,
+    count: jax.Array,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+):
+    """Lazy Adam (TF's LazyAdamOptimizer, TorchRec's row-wise Adam) on the touched rows only.
+
+    Touched rows get exactly optax.adam's update: m = b1·m + (1−b1)·g, v = b2·v + (1−b2)·g²,
+    w −= lr · m̂ / (√v̂ + eps) with the bias corrections of the global step `count` (the
+    number of updates so far, this one included). Untouched rows and their moments stay
+    bit-identical, where dense Adam would keep moving them with their old momentum: that is
+    the one difference from optax.adam, and why a row touched at every step matches it.
+    table, m, v: [R, ...]; rows: unique int32 [N] (padding = R); grad: [N, ...].
+    Returns (table, m, v).
+    """
+    count = jnp.asarray(count, jnp.float32)
+    m_rows = b1 * gather_rows(m, rows) + (1 - b1) * grad
+    v_rows = b2 * gather_rows(v, rows) + (1 - b2) * jnp.square(grad)
+    m_hat = m_rows / (1 - b1**count)
+    v_hat = v_rows / (1 - b2**count)
+    new = gather_rows(table, rows) - learning_rate * m_hat / (jnp.sqrt(v_hat) + eps)
+    return (
+        table.at[rows].set(new.astype(table.dtype), mode="drop"),
+        m.at[rows].set(m_rows, mode="drop"),
+        v.at[rows].set(v_rows, mode="drop"),
+    )
+
+
+ROW_OPTIMIZERS = ("adagrad", "lazy_adam")
+
+
+def init_row_slots(kind: str, table: jax.Array, momentum: float = 0.0) -> dict:
+    """Optimizer slots of one table for the row-wise optimizer `kind`, shaped like the table
+    (so they share its logical axes and row sharding)."""
+    zeros = jax.tree.map(jnp.zeros_like, table)
+    if kind == "adagrad":
+        return {"acc": zeros, **({"mom": jax.tree.map(jnp.zeros_like, table)} if momentum else {})}
+    if kind == "lazy_adam":
+        return {"m": zeros, "v": jax.tree.map(jnp.zeros_like, table)}
+    raise ValueError(f"unknown row-wise optimizer {kind!r}; known: {ROW_OPTIMIZERS}")
+
+
+def update_rows(kind, table, slots: dict, rows, grad, learning_rate, count, momentum=0.0):
+    """One row-wise update of `table` with optimizer `kind` → (table, slots).
+
+    count: the global update number (1 for the first update), for Adam's bias correction.
+    """
+    if kind == "adagrad":
+        table, acc, mom = adagrad_rows(
+            table, slots["acc"], rows, grad, learning_rate, momentum, slots.get("mom")
+        )
+        return table, {"acc": acc, **({"mom": mom} if momentum else {})}
+    table, m, v = lazy_adam_rows(table, slots["m"], slots["v"], rows, grad, learning_rate, count)
+    return table, {"m": m, "v": v}

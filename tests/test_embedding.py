@@ -64,3 +64,32 @@ def test_adagrad_rows_momentum_is_lazy_heavy_ball():
     np.testing.assert_allclose(t[np.array([1, 3])], 1 + want_v, rtol=1e-6)
     for r in (0, 2, 4):  # untouched rows: weights and velocity unchanged (lazy)
         assert np.array_equal(t[r], table[r]) and np.array_equal(v[r], vel[r])
+
+
+def test_lazy_adam_rows_equals_optax_adam_on_touched_rows_and_is_lazy():
+    import optax
+
+    from jaxrec.embedding import lazy_adam_rows
+
+    rng = np.random.default_rng(1)
+    table = jnp.asarray(rng.normal(size=(10, 3)), jnp.float32)
+    m, v = jnp.zeros_like(table), jnp.zeros_like(table)
+    tx = optax.adam(0.05)
+    dense, opt = table, tx.init(table)
+    rows = jnp.array([2, 6, 10], jnp.int32)  # 10 = padding
+    for count in (1, 2, 3):  # rows 2 and 6 are touched at every step
+        g = jnp.asarray(rng.normal(size=(3, 3)), jnp.float32)
+        table, m, v = jax.jit(lazy_adam_rows)(table, m, v, rows, g, 0.05, count)
+        dense_g = jnp.zeros((10, 3)).at[rows].add(g, mode="drop")
+        upd, opt = tx.update(dense_g, opt)
+        dense = optax.apply_updates(dense, upd)
+    np.testing.assert_allclose(table[np.array([2, 6])], dense[np.array([2, 6])], rtol=1e-5)
+    before = np.asarray(table)
+    # step 4 touches only row 2: row 6 stays put (dense Adam would move it by momentum)
+    g = jnp.ones((3, 3))
+    table, m2, v2 = lazy_adam_rows(table, m, v, jnp.array([2, 10, 10], jnp.int32), g, 0.05, 4)
+    untouched = np.setdiff1d(np.arange(10), [2])
+    assert np.array_equal(np.asarray(table)[untouched], before[untouched])
+    assert np.array_equal(np.asarray(m2)[untouched], np.asarray(m)[untouched])
+    assert np.array_equal(np.asarray(v2)[untouched], np.asarray(v)[untouched])
+    assert not np.array_equal(np.asarray(table)[2], before[2])

@@ -22,7 +22,7 @@ from flax import struct
 
 from jaxrec import losses
 from jaxrec.data.pipeline import item_counts, session_parallel_dataset
-from jaxrec.embedding import adagrad_rows, gather_rows, touched_rows
+from jaxrec.embedding import ROW_OPTIMIZERS, gather_rows, init_row_slots, touched_rows, update_rows
 from jaxrec.errors import ConfigError
 from jaxrec.models.gru4rec import GRU4Rec
 from jaxrec.optim import make_optimizer, schedule
@@ -33,8 +33,9 @@ class SequentialState(struct.PyTreeNode):
     """Train state of the sequential task.
 
     params: all model parameters; opt_state: optax state of the dense parameters (all of
-    them when the tables are updated densely); table_acc: Adagrad accumulators of the item
-    tables ({} when dense); hidden: carried GRU states, per layer [B, H_l];
+    them when the tables are updated densely); table_slots: per item table updated
+    row-wise, its optimizer slots ({'acc'[, 'mom']} Adagrad, {'m', 'v'} lazy Adam), each
+    shaped like the table ({} when dense); hidden: carried GRU states, per layer [B, H_l];
     sample_cdf: float32 [I] cumulative popularity^alpha; log_counts: float32 [I] log of the
     training counts (the official logQ correction uses raw counts).
     """
@@ -42,8 +43,7 @@ class SequentialState(struct.PyTreeNode):
     step: jax.Array
     params: dict
     opt_state: optax.OptState
-    table_acc: dict
-    table_mom: dict
+    table_slots: dict
     hidden: tuple
     sample_cdf: jax.Array
     log_counts: jax.Array
@@ -79,7 +79,12 @@ class StepConfig:
     model: GRU4Rec
     tx: optax.GradientTransformation
     learning_rate: optax.Schedule
-    tables: tuple[str, ...]  # item tables updated row-wise; () = everything dense
+    tables: tuple[tuple[str, str], ...]  # (item table, row-wise optimizer | dense); () = dense
+
+    @property
+    def rowwise(self) -> tuple[str, ...]:
+        return tuple(name for name, kind in self.tables if kind != "dense")
+
     momentum: float  # heavy-ball momentum of the row-wise Adagrad (lazy: touched rows only)
     loss: object  # LossConfig
     final_act: str
@@ -104,14 +109,15 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
                 state.log_counts, cols, B, c.loss.sample_alpha
             )
 
-        dense = {k: v for k, v in state.params.items() if k not in c.tables}
+        names = [name for name, _ in c.tables]  # every item table, in sparse mode
+        others = {k: v for k, v in state.params.items() if k not in names}
         if c.tables:  # the step sees a catalogue made of the rows it touches
             # Padded rows touch nothing (out-of-range id), as the official batch shrinks.
             pad = jnp.int32(num_items)
             ids = [jnp.where(valid, mb["inputs"], pad), jnp.where(valid, mb["targets"], pad)]
             rows, local = touched_rows(jnp.concatenate([*ids, negatives]), num_items)
             inputs, cols = local[:B], local[B:]
-            tables = {k: gather_rows(state.params[k], rows) for k in c.tables}
+            tables = {k: gather_rows(state.params[k], rows) for k in names}
             model = c.model.clone(num_items=rows.shape[0])
         else:
             inputs, tables, model = mb["inputs"], {}, c.model
@@ -137,7 +143,17 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
 
         (_, (new_hidden, loss_sum)), (g_dense, g_tables) = jax.value_and_grad(
             loss_fn, argnums=(0, 1), has_aux=True
-        )(dense, tables)
+        )(others, tables)
+        # Tables kept dense in sparse mode go through optax with a full-size gradient.
+        dense = {k: state.params[k] for k in state.params if k not in c.rowwise}
+        g_dense = {
+            **g_dense,
+            **{
+                k: jnp.zeros_like(state.params[k]).at[rows].add(g_tables[k], mode="drop")
+                for k in names
+                if k not in c.rowwise
+            },
+        }
         updates, opt_state = c.tx.update(g_dense, state.opt_state, dense)
         new_dense = optax.apply_updates(dense, updates)
         # An all-padding mini-batch (end of an epoch) must not move the dense optimizer;
@@ -146,22 +162,21 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
         new_dense, opt_state = jax.tree.map(
             lambda n, o: jnp.where(keep, n, o), (new_dense, opt_state), (dense, state.opt_state)
         )
-        params, acc, mom = dict(new_dense), dict(state.table_acc), dict(state.table_mom)
+        params, slots = dict(new_dense), dict(state.table_slots)
         lr = c.learning_rate(state.step)
         if c.tables:  # an all-padding block writes no row (momentum would move them)
             rows = jnp.where(keep, rows, num_items)
-        for k in c.tables:
-            params[k], acc[k], velocity = adagrad_rows(
-                state.params[k], acc[k], rows, g_tables[k], lr, c.momentum, mom.get(k)
+        for k, kind in c.tables:
+            if kind == "dense":
+                continue
+            params[k], slots[k] = update_rows(
+                kind, state.params[k], slots[k], rows, g_tables[k], lr, state.step + 1, c.momentum
             )
-            if c.momentum:
-                mom[k] = velocity
         state = state.replace(
             step=state.step + keep.astype(state.step.dtype),
             params=params,
             opt_state=opt_state,
-            table_acc=acc,
-            table_mom=mom,
+            table_slots=slots,
             hidden=tuple(jax.lax.stop_gradient(h) for h in new_hidden),
         )
         return state, (loss_sum, valid.sum())
@@ -190,22 +205,38 @@ def item_vectors(params):
     return params["Wy"]
 
 
-def item_tables(cfg, model: GRU4Rec) -> tuple[str, ...]:
-    """Names of the [I, ...] parameters updated row-wise, or () for a dense update.
+def item_tables(cfg, model: GRU4Rec) -> tuple[tuple[str, str], ...]:
+    """(name, row-wise optimizer) of the [I, ...] parameters updated row-wise; () = dense.
 
-    Row-wise updates are exact for Adagrad (a zero gradient moves nothing), which is what the
-    official GRU4Rec uses. Adam/AdamW/SGD-with-decay, weight decay and global-norm clipping
-    touch every row by definition, so with them the tables are updated densely by optax.
+    Default per table: Adagrad for optim.name=adagrad (exact: a zero gradient moves nothing,
+    as in the official GRU4Rec), lazy Adam for adam; `optim.tables` picks per table
+    (`{Wy: lazy_adam, By: adagrad}`; `dense` keeps one table dense). AdamW, SGD, weight decay
+    and global-norm clipping touch every row by definition: with them the default is dense.
     """
     o = cfg.optim
-    if not o.sparse or o.name != "adagrad" or o.weight_decay or o.clip_norm:
-        return ()
     names = ["Wy", "By"]
     if model.embedding > 0:
         names.append("E")
     elif not model.constrained_embedding:
         names.append("Wx0")
-    return tuple(names)
+    chosen = dict(o.tables or {})
+    unknown = set(chosen) - set(names)
+    if unknown:
+        raise ConfigError(
+            f"optim.tables names {sorted(unknown)}, not item tables of this model: {names}"
+        )
+    for name, kind in chosen.items():
+        if kind not in (*ROW_OPTIMIZERS, "dense"):
+            raise ConfigError(
+                f"optim.tables.{name}={kind!r}: use one of {', '.join(ROW_OPTIMIZERS)} or dense"
+            )
+    if not o.sparse or o.weight_decay or o.clip_norm:
+        return ()
+    default = {"adagrad": "adagrad", "adam": "lazy_adam"}.get(o.name, "dense")
+    out = tuple((n, chosen.get(n, default)) for n in names)
+    # A table kept dense in sparse mode still reads only its touched rows in the forward
+    # pass (the step's catalogue is the touched rows); optax then updates it in full.
+    return out if any(k != "dense" for _, k in out) else ()
 
 
 def build(cfg, split) -> Task:
@@ -224,16 +255,19 @@ def build(cfg, split) -> Task:
     def init_state(rng):
         hidden = model.init_hidden(B)
         params = model.init(rng, jnp.zeros((B,), jnp.int32), hidden)["params"]
-        dense = {k: v for k, v in params.items() if k not in tables}
-        # Accumulators share their table's logical axes, so they are row-sharded alike.
-        acc = {k: jax.tree.map(jnp.zeros_like, params[k]) for k in tables}
-        mom = {k: jax.tree.map(jnp.zeros_like, params[k]) for k in tables if cfg.optim.momentum}
+        rowwise = [name for name, kind in tables if kind != "dense"]
+        dense = {k: v for k, v in params.items() if k not in rowwise}
+        # Slots share their table's logical axes, so they are row-sharded alike.
+        slots = {
+            k: init_row_slots(kind, params[k], cfg.optim.momentum)
+            for k, kind in tables
+            if kind != "dense"
+        }
         return SequentialState(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=tx.init(dense),
-            table_acc=acc,
-            table_mom=mom,
+            table_slots=slots,
             hidden=tuple(nn.LogicallyPartitioned(h, ("batch", "hidden")) for h in hidden),
             sample_cdf=jnp.asarray(cdf),
             log_counts=jnp.asarray(log_counts),
