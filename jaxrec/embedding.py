@@ -13,6 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrec import sharding
+
 
 def touched_rows(ids: jax.Array, num_rows: int) -> tuple[jax.Array, jax.Array]:
     """Unique ids of `ids` [N] → (rows int32 [N], inverse int32 [N]) with rows[inverse] == ids.
@@ -27,8 +29,9 @@ def touched_rows(ids: jax.Array, num_rows: int) -> tuple[jax.Array, jax.Array]:
 
 
 def gather_rows(table: jax.Array, rows: jax.Array) -> jax.Array:
-    """table [R, ...] → [N, ...]; out-of-range rows read as zeros."""
-    return jnp.take(table, rows, axis=0, mode="fill", fill_value=0)
+    """table [R, ...] → [N, ...]; out-of-range rows read as zeros. Row-sharded tables are
+    read shard-locally (`sharding.lookup`)."""
+    return sharding.lookup(table, rows)
 
 
 def adagrad_rows(

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrec import sharding
 from jaxrec.data.interactions import Sequences
 from jaxrec.errors import ConfigError
 
@@ -45,8 +46,7 @@ def top_k(scores: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     CSV prints items in this same order. Tie-breaking matters for models with many equal
     scores (popularity, counts): a tie is neither optimistic nor pessimistic for a target.
     """
-    values, ids = jax.lax.top_k(scores, k)
-    return values, ids.astype(jnp.int32)
+    return sharding.top_k(scores, k)  # two-stage when the items are sharded
 
 
 def _discounts(k: int) -> jax.Array:

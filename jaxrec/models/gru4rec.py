@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxrec.embedding import gather_rows
+
 
 def _official_init(gates: int = 1):
     """uniform(-s, s), s = sqrt(6 / (fan_in + fan_out / gates)), per the official init."""
@@ -82,10 +84,10 @@ class GRU4Rec(nn.Module):
 
     def _input_gates(self, items: jax.Array) -> tuple[jax.Array | None, jax.Array | None]:
         if self.embedding > 0:
-            return jnp.take(self.E, items, axis=0), None
+            return gather_rows(self.E, items), None
         if self.constrained_embedding:
-            return jnp.take(self.Wy, items, axis=0), None
-        return None, jnp.take(self.Wx0, items, axis=0)
+            return gather_rows(self.Wy, items), None
+        return None, gather_rows(self.Wx0, items)
 
     def _cell(self, layer: int, x, gates_x, h):
         dt = self.dtype
@@ -141,5 +143,9 @@ class GRU4Rec(nn.Module):
 
     def score(self, out: jax.Array, cols: jax.Array | None = None) -> jax.Array:
         """out [B, H] → float32 scores [B, C] against item ids `cols` [C] (None: all I items)."""
-        Wy, By = (self.Wy, self.By) if cols is None else (self.Wy[cols], self.By[cols])
+        Wy, By = (
+            (self.Wy, self.By)
+            if cols is None
+            else (gather_rows(self.Wy, cols), gather_rows(self.By, cols))
+        )
         return jnp.dot(out, Wy.T, preferred_element_type=jnp.float32) + By
