@@ -104,7 +104,8 @@ def lookup(table: jax.Array, ids: jax.Array) -> jax.Array:
     With a row-sharded table (a context mesh, `jax.set_mesh`, whose `model` axis divides R)
     each device gathers the ids that fall in its own rows, zeros elsewhere, and a `psum` over
     `model` assembles the result, so only [len(ids), D] values cross devices. GSPMD's own
-    `take` on the sharded table measured 9× slower forward+backward on 2×4 CPU devices
+    `take` on the sharded table took 3.5 s vs 0.29 s for this one, forward + backward, for a
+    400K × 64 table and 4,096 ids on 2 × 4 fake CPU devices
     (benchmarks/lookup_sharded.py). Without a mesh (or R not divisible) it is a plain take.
     """
     n = _model_shards(table.shape[0])
