@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--force", action="store_true", help="continue a workdir even though its config differs"
     )
+    t.add_argument("--coordinator", help="multi-process run: HOST:PORT of process 0")
+    t.add_argument("--num-processes", type=int, help="multi-process run: number of processes")
+    t.add_argument("--process-id", type=int, help="multi-process run: this process, 0..N-1")
 
     e = sub.add_parser("evaluate", help="evaluate a workdir's best parameters")
     e.add_argument("--workdir", required=True)
@@ -94,10 +97,11 @@ def _restore_best(workdir: str):
 
 
 def cmd_train(args) -> None:
-    from jaxrec import trainer
+    from jaxrec import distributed, trainer
     from jaxrec.config import load_config
 
     cfg = load_config(args.config, args.set)
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     name = Path(args.config).stem if args.config else "default"
     trainer.train_and_evaluate(cfg, args.workdir or os.path.join("runs", name), force=args.force)
 

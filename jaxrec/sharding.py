@@ -82,6 +82,17 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, batch_axis: int = 0) -
     return out
 
 
+def shard_global(batch: dict[str, np.ndarray], mesh: Mesh, batch_axis: int = 0) -> dict:
+    """Like `shard_batch`, for a batch every process holds in full (evaluation chunks): each
+    process places the slices its own devices hold."""
+    out = {}
+    for key, value in batch.items():
+        value = np.asarray(value)
+        sharding = batch_sharding(mesh, value.ndim, batch_axis)
+        out[key] = jax.make_array_from_callback(value.shape, sharding, lambda idx, v=value: v[idx])
+    return out
+
+
 def check_divisible(mesh: Mesh, batch_size: int, what: str = "train.batch_size") -> None:
     d = mesh.shape["data"]
     if batch_size % d:
