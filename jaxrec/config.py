@@ -134,29 +134,50 @@ class AutoRecConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CFGANConfig:
-    """CFGAN (Chae et al., CIKM 2018): vector-wise adversarial CF with ZR and PM."""
+    """CFGAN (Chae et al., CIKM 2018): vector-wise adversarial CF with ZR and PM.
 
-    generator: tuple[int, ...] = (256, 256)
-    discriminator: tuple[int, ...] = (256, 256)
-    zr_ratio: float = 0.7  # S_ZR: share of unobserved items used for zero reconstruction
-    pm_ratio: float = 0.7  # S_PM: share of unobserved items partially masked
-    zr_coefficient: float = 0.1  # alpha
-    g_steps: int = 1
-    d_steps: int = 1
+    Defaults: the authors' ML-100K setting (Bigdasgit/CFGAN parameters.py). Optimizers: the
+    generator uses `optim.*`, the discriminator Adam with `d_learning_rate`.
+    """
+
+    mode: str = "item"  # item: rows are item vectors over users (official code); user: paper
+    generator: tuple[int, ...] = (400,)  # sigmoid hidden layers of G
+    discriminator: tuple[int, ...] = (125,)  # sigmoid hidden layers of D
+    zr_ratio: float = 0.7  # S_ZR: share of a row's unobserved entries reconstructed as 0
+    pm_ratio: float = 0.7  # S_PM: share of a row's unobserved entries left unmasked (PM)
+    zr_coefficient: float = 0.03  # alpha
+    g_steps: int = 4  # G passes over each mini-batch per train step
+    d_steps: int = 2  # D passes over each mini-batch per train step
+    g_batch_size: int = 32  # G mini-batch (divides train.batch_size)
+    d_batch_size: int = 64  # D mini-batch (divides train.batch_size)
+    g_l2: float = 0.001  # reg_G on Σ w²/2 of G's weights and biases
+    d_l2: float = 0.0  # reg_D
     d_learning_rate: float = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
 class IRGANConfig:
-    """IRGAN item recommendation (Wang et al., SIGIR 2017)."""
+    """IRGAN item recommendation (Wang et al., SIGIR 2017; geek-ai/irgan cf_gan.py).
+
+    The first `pretrain_epochs` epochs of `train.epochs` pretrain both players with BPR and
+    dynamic negative sampling (cf_dns.py; here Adam on the mean loss over a batch of users);
+    the others play the minimax game with SGD, as the official code.
+    """
 
     embedding: int = 5
-    temperature: float = 0.2
+    init_delta: float = 0.05
+    temperature: float = 0.2  # of G's softmax when sampling negatives for D
+    sample_lambda: float = 0.2  # importance sampling: pn = (1-λ) p_G + λ uniform(positives)
     pretrain_epochs: int = 10  # BPR-MF pretraining of both players, by jaxrec
-    g_steps: int = 1
-    d_steps: int = 1
+    pretrain_learning_rate: float = 0.01  # Adam
+    pretrain_l2: float = 0.1
+    dns_candidates: int = 5  # DNS: the best-scored of this many uniform negatives
+    g_steps: int = 1  # G updates per mini-batch per train step
+    d_steps: int = 2  # D updates per mini-batch (official: 100 D vs 50 G epochs per round)
+    g_learning_rate: float = 1e-3
     d_learning_rate: float = 1e-3
-    l2: float = 0.1
+    g_l2: float = 0.0
+    l2: float = 0.1  # D's L2 per example on its user, item rows and item bias
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +218,10 @@ class OptimConfig:
     schedule: str = "constant"  # constant | cosine | linear
     warmup_steps: int = 0
     clip_norm: float | None = None
-    sparse: bool = True  # adagrad: update item tables only where a batch touches them
+    sparse: bool = True  # update item tables only where a batch touches them (row-wise)
+    # row-wise optimizer per item table: adagrad | lazy_adam | dense; unset tables follow
+    # `name` (adagrad → adagrad, adam → lazy_adam, others dense)
+    tables: dict[str, str] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,6 +236,8 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs
     keep_checkpoints: int = 2
     progress: bool | None = None  # None = only when stdout is a terminal
+    nonfinite: str = "stop"  # non-finite loss/metrics: stop (naming the step) | skip the update
+    preempt_grace_seconds: float = 25.0  # SIGTERM → checkpoint and exit 143 within this time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,9 +296,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         text = Path(path).read_text()
     except OSError as e:
         raise ConfigError(f"{where}: cannot read config: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     try:
         raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: an impossible date (2020-13-45)
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{where}{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
@@ -347,7 +375,7 @@ def _apply_override(raw: dict, item: str) -> str:
             raise ConfigError(f"--set {item!r}: {p!r} is not a section")
     try:
         node[parts[-1]] = yaml.safe_load(value)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):  # ValueError: an impossible date, e.g. 2020-13-45
         node[parts[-1]] = value
     return ".".join(parts)
 

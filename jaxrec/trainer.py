@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -18,17 +17,18 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import yaml
 from flax import linen as nn
 from tqdm import tqdm
 
 from jaxrec import baselines, evaluation, sharding
-from jaxrec.checkpoint import Checkpointer
-from jaxrec.config import Config, to_dict
+from jaxrec import workdir as workdir_lib
+from jaxrec.checkpoint import Checkpointer, crash_point
+from jaxrec.config import Config
 from jaxrec.data.load import load_split
-from jaxrec.errors import CheckpointError, JaxrecError
+from jaxrec.errors import ConfigError, JaxrecError
 from jaxrec.reporting import MetricWriter, results_table
 from jaxrec.tasks import Task, build_task
+from jaxrec.workdir import Preempted, Preemption
 
 LOWER_IS_BETTER = ("rmse", "mae")
 
@@ -62,7 +62,8 @@ def prepare(cfg: Config) -> Run:
 def score_fn(run: Run, params):
     """The evaluator's `score_fn` for `params`: pads the user chunk to the data axis and shards it."""
     d = run.mesh.shape["data"]
-    shard = functools.partial(sharding.shard_batch, mesh=run.mesh, batch_axis=0)
+    # Every process holds the whole chunk (multi-process evaluation scores the same users).
+    shard = functools.partial(sharding.shard_global, mesh=run.mesh, batch_axis=0)
     score = jax.jit(run.task.score)
 
     def fn(users, hist_ids, hist_mask):
@@ -78,9 +79,16 @@ def score_fn(run: Run, params):
                 k: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]) for k, v in batch.items()
             }
         b = shard(batch)
-        return score(params, b["users"], b["ids"], b["mask"])[:n]
+        scores = score(params, b["users"], b["ids"], b["mask"])
+        return _first_rows(scores, n) if pad else scores
 
     return fn
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _first_rows(x, n: int):
+    """x[:n], compiled: also for arrays spread over several processes."""
+    return x[:n]
 
 
 def _evaluate(run: Run, fn, stage: str, protocol: str) -> dict:
@@ -104,7 +112,8 @@ def evaluate_params(run: Run, params, stage: str, protocols=None) -> list[dict]:
     if run.task.evaluate is not None:
         return [run.task.evaluate(params, stage)]
     fn = score_fn(run, params)
-    return [_evaluate(run, fn, stage, p) for p in (protocols or run.cfg.eval.protocols)]
+    with jax.set_mesh(run.mesh):  # sharded lookups and two-stage top-K see the mesh
+        return [_evaluate(run, fn, stage, p) for p in (protocols or run.cfg.eval.protocols)]
 
 
 def evaluate_baselines(run: Run, stage: str) -> list[tuple[str, dict]]:
@@ -123,43 +132,60 @@ def evaluate_baselines(run: Run, stage: str) -> list[tuple[str, dict]]:
 
 def check_workdir(workdir: Path, cfg: Config, force: bool) -> None:
     """A workdir belongs to one config: refuse a different one unless forced."""
-    path = workdir / "config.yaml"
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    if path.exists() and path.read_text() != text and not force:
-        raise CheckpointError(
-            f"{workdir} was started with a different config ({path}); use another --workdir, "
-            "or pass --force to continue it with the new config"
-        )
-    path.write_text(text)
+    workdir_lib.check_config(workdir, cfg, force)
 
 
-class _Stop:
-    """SIGTERM sets a flag; the loop saves at the next step boundary and exits cleanly."""
+NONFINITE = ("stop", "skip")
 
-    def __init__(self):
-        self.requested = False
-        self._old = None
 
-    def __enter__(self):
-        try:
-            self._old = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread
-            self._old = None
-        return self
+def _all_finite(tree) -> jax.Array:
+    """True where every float leaf of `tree` is finite (one fused reduction per leaf)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves] or [jnp.array(True)]))
 
-    def _handle(self, *_):
-        self.requested = True
 
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+def guard_nonfinite(train_step, policy: str):
+    """The task's step, plus on-device detection of non-finite numbers, for any family.
+
+    Adds `finite` (bool) and `step_before`/`step_after` to the metrics. Every float metric
+    counts (a task that reports `grad_norm` thereby has its gradients checked). `stop`: the
+    host stops at the first flagged call and the last checkpoint stays the newest. `skip`:
+    the new state is checked too (one read of every float leaf), and where anything is not
+    finite the call's update is dropped with `lax.cond`, which selects whole buffers.
+    """
+
+    def step(state, batch, rng):
+        new, metrics = train_step(state, batch, rng)
+        ok = _all_finite(metrics)
+        if policy == "skip":
+            ok = ok & _all_finite(new)
+            new = jax.lax.cond(ok, lambda: new, lambda: state)
+        return new, {**metrics, "finite": ok, "step_before": state.step, "step_after": new.step}
+
+    return step
+
+
+def _nbytes(tree) -> int:
+    return int(sum(x.nbytes for x in jax.tree.leaves(tree)))
 
 
 def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False) -> dict:
     """Train (or resume) in `workdir`, then evaluate the best parameters on test → results."""
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    check_workdir(workdir, cfg, force)
+    if cfg.train.nonfinite not in NONFINITE:
+        raise ConfigError(
+            f"train.nonfinite={cfg.train.nonfinite!r}: expected one of {', '.join(NONFINITE)}"
+        )
+    # In a multi-process run every process shares the workdir; process 0 owns the lock and
+    # config.yaml (the others would be refused by its lock), orbax coordinates checkpoints.
+    lock = workdir_lib.claim(workdir, cfg, force, owner=jax.process_index() == 0)
+    try:
+        return _train_locked(cfg, workdir)
+    finally:
+        lock.release()
+
+
+def _train_locked(cfg: Config, workdir: Path) -> dict:
     run = prepare(cfg)
     say = print if jax.process_index() == 0 else (lambda *a, **k: None)
     data = run.data
@@ -167,9 +193,14 @@ def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False)
         f"data: {data.source}: {data.num_users} users, {data.num_items} items, "
         f"{data.num_events} events; split {run.split.name}; mesh {dict(run.mesh.shape)}"
     )
-    np.savez(workdir / "vocab.npz", users=data.user_vocab, items=data.item_vocab)
+    # str arrays (never object dtype): no pickle inside; readers use allow_pickle=False.
+    if jax.process_index() == 0:
+        np.savez(workdir / "vocab.npz", users=data.user_vocab, items=data.item_vocab)
 
     state, task, tcfg = run.state, run.task, cfg.train
+    workdir_lib.check_free_space(
+        workdir, _nbytes(state) + _nbytes(state.params), tcfg.keep_checkpoints
+    )
     best = jax.tree.map(jnp.copy, state.params)
     iterator = iter(task.dataset(jax.process_index(), jax.process_count()))
     ckpt = Checkpointer(workdir / "checkpoints", tcfg.keep_checkpoints)
@@ -177,16 +208,22 @@ def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False)
     if ckpt.latest_step() is not None:
         state, best, meta = ckpt.restore(state, best, iterator)
         # `--force --set train.epochs=N` extends a finished run; early stopping is final.
-        meta["done"] = meta.get("early_stopped", False) or meta["epoch"] >= tcfg.epochs
+        meta["done"] = meta.get("early_stopped", False) or (
+            meta["epoch"] >= tcfg.epochs and not meta.get("eval_pending")
+        )
         say(
             f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}, epoch {meta['epoch']}"
         )
 
     step_fn = jax.jit(
-        task.train_step,
+        guard_nonfinite(task.train_step, tcfg.nonfinite),
         donate_argnums=0,
         out_shardings=(run.shardings, sharding.replicated(run.mesh)),
     )
+    finite_fn = jax.jit(_all_finite)
+    has_valid = len(run.split.eval_users("valid")) > 0
+    if not has_valid:
+        say("split has no validation users: no early stopping, the last parameters are tested")
     step_key = jax.random.fold_in(jax.random.key(tcfg.seed), 1)
     writer = MetricWriter(workdir)
     show = sys.stdout.isatty() if tcfg.progress is None else tcfg.progress
@@ -199,87 +236,142 @@ def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False)
             return None
         values = jax.device_get(pending)
         pending.clear()
-        loss = float(np.sum([v["loss"] * v["examples"] for v in values]))
-        n = int(np.sum([v["examples"] for v in values]))
-        epoch_examples += n
-        if not np.isfinite(loss):
+        good = [v for v in values if v["finite"]]
+        skipped = len(values) - len(good)
+        if skipped and tcfg.nonfinite == "stop":
+            bad = next(v for v in values if not v["finite"])
             raise JaxrecError(
-                f"non-finite training loss before step {int(state.step)}; the last good "
-                f"checkpoint in {workdir / 'checkpoints'} is kept. Lower optim.learning_rate "
-                "or set optim.clip_norm."
+                f"non-finite training loss before step {int(bad['step_after'])} (in the "
+                f"compiled call after step {int(bad['step_before'])}); stopped. The last good "
+                f"checkpoint in {workdir / 'checkpoints'} is kept. Lower optim.learning_rate, "
+                "set optim.clip_norm, or set train.nonfinite=skip to drop such updates."
             )
-        writer.write(int(state.step), {"loss": loss / max(n, 1), "examples": n}, "train")
+        loss = float(np.sum([v["loss"] * v["examples"] for v in good]))
+        n = int(np.sum([v["examples"] for v in good]))
+        epoch_examples += n
+        row = {"loss": loss / max(n, 1), "examples": n}
+        if tcfg.nonfinite == "skip":
+            meta["skipped"] = meta.get("skipped", 0) + skipped
+            row.update(skipped_calls=skipped, skipped_calls_total=meta["skipped"])
+        writer.write(int(state.step), row, "train")
         bar.set_postfix(loss=f"{loss / max(n, 1):.4f}")
         return loss / max(n, 1)
 
-    with _Stop() as stop:
-        while not meta["done"]:
-            batch = next(iterator, None)
-            if batch is None:
-                meta["done"] = True
-                break
-            last = bool(batch.pop("_last"))
-            batch.pop("_epoch")
-            device_batch = sharding.shard_batch(batch, run.mesh, task.batch_axis)
-            t0 = time.perf_counter()
-            state, metrics = step_fn(state, device_batch, step_key)
-            if compile_s is None:
-                jax.block_until_ready(state)
-                compile_s = time.perf_counter() - t0
-                epoch_start += compile_s  # throughput figures exclude compilation
-                writer.write(0, {"compile_seconds": compile_s}, "timing")
-                say(f"compiled the train step in {compile_s:.1f} s")
-            pending.append(metrics)
-            bar.update(1)
-            if len(pending) >= 50:
+    def save():
+        # Never replace a good checkpoint with a broken state (e.g. a finite loss whose
+        # update overflowed): one reduction per checkpoint.
+        if not bool(finite_fn(state)):
+            raise JaxrecError(
+                f"the train state at step {int(state.step)} holds non-finite numbers; not "
+                f"saving it. The last good checkpoint in {workdir / 'checkpoints'} is kept. "
+                "Lower optim.learning_rate or set optim.clip_norm."
+            )
+        ckpt.save(int(state.step), state, best, iterator, meta)
+
+    def end_epoch(line: str) -> None:
+        """Validate, early-stop and checkpoint after epoch `meta['epoch']` (resumable)."""
+        nonlocal best
+        epoch = meta["epoch"]
+        # A split without validation users (CFGAN's and IRGAN's train/test files) trains the
+        # configured epochs and tests the last parameters.
+        if has_valid and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
+            crash_point("eval", delay=0.01)
+            with stop.interruptible():
+                (valid,) = evaluate_params(run, state.params, "valid", ("full",))
+            if cfg.eval.metric not in valid:
+                names = ", ".join(k for k, v in valid.items() if isinstance(v, float))
+                raise ConfigError(
+                    f"eval.metric={cfg.eval.metric!r} is not reported by {cfg.model.name}'s "
+                    f"validation; choose one of: {names}"
+                )
+            # Lower is better for error metrics (AutoRec's RMSE): compare the negation.
+            value = valid[cfg.eval.metric] * (-1 if cfg.eval.metric in LOWER_IS_BETTER else 1)
+            writer.write(int(state.step), valid, "valid")
+            line += f"; {evaluation.format_metrics(valid)}"
+            if meta["best"] is None or value > meta["best"]:
+                meta.update(best=value, best_epoch=epoch, bad_epochs=0)
+                best = jax.tree.map(jnp.copy, state.params)
+            else:
+                meta["bad_epochs"] += 1
+            if tcfg.patience and meta["bad_epochs"] >= tcfg.patience:
+                meta["done"] = meta["early_stopped"] = True
+                line += f"; early stop (best epoch {meta['best_epoch']})"
+        meta["eval_pending"] = False
+        if epoch >= tcfg.epochs:
+            meta["done"] = True
+        bar.write(line) if show else say(line)
+        if meta["done"] or epoch % tcfg.checkpoint_every == 0:
+            save()
+
+    try:
+        with Preemption(tcfg.preempt_grace_seconds) as stop:
+            try:
+                if meta.get("eval_pending"):  # preempted during the last epoch's validation
+                    end_epoch(f"epoch {meta['epoch']}: resumed its validation")
+                while not meta["done"]:
+                    batch = next(iterator, None)
+                    if batch is None:
+                        meta["done"] = True
+                        break
+                    last = bool(batch.pop("_last"))
+                    batch.pop("_epoch")
+                    device_batch = sharding.shard_batch(batch, run.mesh, task.batch_axis)
+                    t0 = time.perf_counter()
+                    with jax.set_mesh(run.mesh):  # row-sharded lookups see the mesh
+                        state, metrics = step_fn(state, device_batch, step_key)
+                    crash_point("step")
+                    if compile_s is None:
+                        jax.block_until_ready(state)
+                        compile_s = time.perf_counter() - t0
+                        epoch_start += compile_s  # throughput figures exclude compilation
+                        writer.write(0, {"compile_seconds": compile_s}, "timing")
+                        say(f"compiled the train step in {compile_s:.1f} s")
+                    pending.append(metrics)
+                    bar.update(1)
+                    if len(pending) >= 50:
+                        flush()
+                    if stop.requested:
+                        raise Preempted()
+                    if not last:
+                        continue
+                    loss = flush()
+                    meta["epoch"] += 1
+                    meta["eval_pending"] = True
+                    seconds = time.perf_counter() - epoch_start
+                    epoch, n_ex = meta["epoch"], epoch_examples
+                    writer.write(
+                        int(state.step),
+                        {"epoch": epoch, "seconds": seconds, "examples_per_second": n_ex / seconds},
+                        "epoch",
+                    )
+                    end_epoch(
+                        f"epoch {epoch}: loss {loss:.4f}, {n_ex / seconds:,.0f} examples/s "
+                        f"({seconds:.1f} s)"
+                    )
+                    epoch_examples, epoch_start = 0, time.perf_counter()
+            except Preempted:
                 flush()
-            if stop.requested:
-                flush()
-                ckpt.save(int(state.step), state, best, iterator, meta)
+                save()
                 ckpt.close()
                 say(f"SIGTERM: saved step {int(state.step)} to {workdir / 'checkpoints'}; exiting")
-                raise SystemExit(143)
-            if not last:
-                continue
-            loss = flush()
-            meta["epoch"] += 1
-            seconds = time.perf_counter() - epoch_start
-            epoch, n_ex = meta["epoch"], epoch_examples
-            line = f"epoch {epoch}: loss {loss:.4f}, {n_ex / seconds:,.0f} examples/s ({seconds:.1f} s)"
-            writer.write(
-                int(state.step),
-                {"epoch": epoch, "seconds": seconds, "examples_per_second": n_ex / seconds},
-                "epoch",
-            )
-            if epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs:
-                (valid,) = evaluate_params(run, state.params, "valid", ("full",))
-                # Lower is better for error metrics (AutoRec's RMSE): compare the negation.
-                value = valid[cfg.eval.metric] * (-1 if cfg.eval.metric in LOWER_IS_BETTER else 1)
-                writer.write(int(state.step), valid, "valid")
-                line += f"; {evaluation.format_metrics(valid)}"
-                if meta["best"] is None or value > meta["best"]:
-                    meta.update(best=value, best_epoch=epoch, bad_epochs=0)
-                    best = jax.tree.map(jnp.copy, state.params)
-                else:
-                    meta["bad_epochs"] += 1
-                if tcfg.patience and meta["bad_epochs"] >= tcfg.patience:
-                    meta["done"] = meta["early_stopped"] = True
-                    line += f"; early stop (best epoch {meta['best_epoch']})"
-            if epoch >= tcfg.epochs:
-                meta["done"] = True
-            bar.write(line) if show else say(line)
-            if meta["done"] or epoch % tcfg.checkpoint_every == 0:
-                ckpt.save(int(state.step), state, best, iterator, meta)
-            epoch_examples, epoch_start = 0, time.perf_counter()
-    bar.close()
-    if meta["best"] is None:  # no validation ran (e.g. zero epochs): test the last parameters
-        best = state.params
-    if ckpt.latest_step() != int(state.step):
-        ckpt.save(int(state.step), state, best, iterator, meta)
-    ckpt.close()
-    results = report(run, best, writer, say)
+                raise SystemExit(143) from None
+            bar.close()
+            if meta["best"] is None:  # no validation ran (e.g. zero epochs): test the last params
+                best = state.params
+            if ckpt.latest_step() != int(state.step):
+                save()
+            ckpt.close()
+            try:
+                with stop.interruptible():  # the final checkpoint exists: rerunning only tests
+                    results = report(run, best, writer, say)
+            except Preempted:
+                say("SIGTERM during the test evaluation; rerun to evaluate again")
+                raise SystemExit(143) from None
+    finally:
+        ckpt.close()  # idempotent; lets a save in flight finish, so it is intact and sealed
     writer.close()
-    (workdir / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    if jax.process_index() == 0:
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, default=float))
     return results
 
 
@@ -297,5 +389,13 @@ def report(run: Run, params, writer: MetricWriter, say) -> dict:
         label = "full ranking, all items" if protocol == "full" else sel[0][1]["protocol"]
         keys = tuple(f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "mrr"))
         say(f"\ntest ({label}; {sel[0][1]['num_users']} users, split {run.split.name}):")
+        say(results_table(sel, keys))
+    # Results of a task's own `evaluate` hook (e.g. rating RMSE) under their own protocol.
+    other = [(n, r) for n, r in rows if not r["protocol"].startswith(run.cfg.eval.protocols)]
+    for protocol in dict.fromkeys(r["protocol"] for _, r in other):
+        sel = [(n, r) for n, r in other if r["protocol"] == protocol]
+        skip = ("seconds", "users_per_second")
+        keys = tuple(k for k, v in sel[0][1].items() if isinstance(v, float) and k not in skip)
+        say(f"\ntest ({protocol}; {sel[0][1]['num_users']} users, split {run.split.name}):")
         say(results_table(sel, keys))
     return {"split": run.split.name, "results": [{"system": n, **r} for n, r in rows]}

@@ -121,6 +121,9 @@ def test_csv_positional_whitespace_crlf(tmp_path):
     path = write(tmp_path, "ML100K.train", "0 0 3.0\r\n1 1 5.0\r\n0 2 4.0\r\n")
     data = read_interactions(path, "csv", columns={"user": 0, "item": 1, "rating": 2})
     assert rows(data) == [("0", "0", 3.0, None), ("0", "2", 4.0, None), ("1", "1", 5.0, None)]
+    # A YAML config delivers positions as strings ("0"): they are positions too.
+    strings = read_interactions(path, "csv", columns={"user": "0", "item": "1", "rating": "2"})
+    assert rows(strings) == rows(data)
 
 
 def test_parquet(tmp_path):

@@ -367,6 +367,9 @@ def read_csv(path, columns: dict | None = None, sep: str | None = None) -> Inter
     """
     if sep is not None and (not isinstance(sep, str) or not sep):
         raise ConfigError(f"csv sep must be a non-empty string (None: sniff), got {sep!r}")
+    # A YAML config gives every mapping value as a string, so "0" means position 0 as well.
+    if columns and all(isinstance(c, str) and c.isdigit() for c in columns.values()):
+        columns = {r: int(c) for r, c in columns.items()}
     kinds = {isinstance(c, int) for c in (columns or {}).values()}
     if len(kinds) > 1:
         raise ConfigError("csv columns: give all header names or all 0-based positions")
@@ -441,7 +444,10 @@ def read_parquet(path, columns: dict | None = None) -> Interactions:
         if arr.null_count:
             row = np.argmax(arr.is_null().to_numpy(zero_copy_only=False)) + 1
             _fail(f"missing value (null) in column {name!r}", p, row, role)
-        values = arr.to_numpy(zero_copy_only=False)
+        try:  # a damaged file can hold bytes that are not UTF-8 in a string column
+            values = arr.to_numpy(zero_copy_only=False)
+        except (pa.ArrowException, UnicodeError) as e:
+            _fail(f"column {name!r} cannot be read ({e}); the file is damaged", p, None, role)
         if role in ("user", "item"):
             out[role] = _ids(values.astype(str), p, np.arange(1, len(values) + 1), role)
         elif pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):

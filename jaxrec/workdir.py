@@ -1,0 +1,239 @@
+"""A workdir belongs to one run at a time and to one config; it must be writable.
+
+`claim(workdir, cfg, force)` runs before anything is trained:
+
+- lock: an exclusive `flock` on `<workdir>/.lock`, held for the life of the process. The
+  kernel drops it when the process ends in any way (SIGKILL and power loss included), so a
+  lock never goes stale and a crash never needs manual clean-up; a second `jaxrec train` on
+  the same workdir is refused with the holder's pid.
+- config: `<workdir>/config.yaml` records the config the workdir was started with; another
+  config is refused unless forced (`--force`).
+- disk: a probe file is written, fsynced and removed, so an unwritable or full disk is
+  reported before compilation, not at the first checkpoint; `check_free_space` compares
+  the free space with the size of the checkpoints the run will keep.
+
+`Preemption` turns SIGTERM into a checkpoint and exit status 143 within a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import yaml
+
+from jaxrec.config import Config, to_dict
+from jaxrec.errors import CheckpointError
+
+LOCK_NAME = ".lock"
+PROBE_BYTES = 1 << 20  # a probe this size fails on a disk that is (nearly) full
+
+
+class WorkdirLock:
+    """Exclusive, non-blocking `flock` on `<workdir>/.lock`; `release()` or process exit frees it."""
+
+    def __init__(self, workdir: Path):
+        self.path = Path(workdir) / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> WorkdirLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise CheckpointError(
+                f"{self.path.parent} is in use by another `jaxrec train` (pid {holder}); wait "
+                "for it to finish, stop it, or use another --workdir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            # Unlock before close; the file stays (removing it would race with a new holder).
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def probe_write(workdir: Path) -> None:
+    """Write, fsync and remove a 1 MiB file in `workdir`, or raise CheckpointError."""
+    probe = Path(workdir) / ".write-probe"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * PROBE_BYTES)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot write to {workdir} ({e.strerror or e}); free some space or choose a "
+            "writable --workdir. Nothing in it was changed."
+        ) from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def check_free_space(workdir: Path, checkpoint_bytes: int, keep: int) -> None:
+    """Refuse to start when the disk cannot hold `keep` + 1 checkpoints of `checkpoint_bytes`
+    (orbax writes the new one before it deletes the oldest)."""
+    need = checkpoint_bytes * (keep + 1)
+    free = shutil.disk_usage(workdir).free
+    if free < need:
+        raise CheckpointError(
+            f"{workdir} has {free / 2**20:.0f} MiB free but {keep + 1} checkpoints of "
+            f"{checkpoint_bytes / 2**20:.0f} MiB need {need / 2**20:.0f} MiB; free some space, "
+            "lower train.keep_checkpoints or use another --workdir"
+        )
+
+
+def check_config(workdir: Path, cfg: Config, force: bool) -> None:
+    """A workdir belongs to one config: refuse a different one unless forced."""
+    path = Path(workdir) / "config.yaml"
+    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    if path.exists() and path.read_text() != text and not force:
+        raise CheckpointError(
+            f"{workdir} was started with a different config ({path}); use another --workdir, "
+            "or pass --force to continue it with the new config"
+        )
+    # Written via a temporary file and a rename, so a crash never leaves half a config.
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def claim(workdir: Path, cfg: Config, force: bool, owner: bool = True) -> WorkdirLock:
+    """Create `workdir`, lock it, probe the disk and check the config → the held lock.
+
+    `owner=False` (processes other than 0 of a multi-process run) only creates the workdir
+    and probes the disk: the lock and config.yaml belong to process 0.
+    """
+    workdir = Path(workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot create the workdir {workdir} ({e.strerror or e}); choose another --workdir"
+        ) from None
+    if not owner:
+        return WorkdirLock(workdir)  # not acquired: release() is a no-op
+    try:
+        lock = WorkdirLock(workdir).acquire()
+    except OSError as e:
+        raise CheckpointError(
+            f"cannot write to {workdir} ({e.strerror or e}); choose another --workdir"
+        ) from None
+    try:
+        probe_write(workdir)
+        check_config(workdir, cfg, force)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+class Preempted(Exception):
+    """Raised inside an interruptible phase (evaluation) when SIGTERM arrives."""
+
+
+class Preemption:
+    """SIGTERM → the loop saves a checkpoint at the next step boundary and exits with 143.
+
+    What it guarantees: the process is gone at most `grace` seconds after SIGTERM. A SIGTERM
+    during a train step is handled when the step returns (one compiled call); during an
+    evaluation the evaluation is abandoned at once (`interruptible`) and redone on resume;
+    anything that cannot be interrupted (compiling, a slow checkpoint write) is bounded by a
+    watchdog that ends the process at the deadline without a new checkpoint. Saves are
+    atomic, so the newest complete checkpoint is intact in every case and the next run
+    resumes from it.
+    """
+
+    def __init__(self, grace: float):
+        self.grace = grace
+        self.requested = False
+        self._interruptible = False
+        self._old = None
+        self._timer: threading.Timer | None = None
+        self._pipe: tuple[int, int] | None = None
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread: no preemption handling
+            return self
+        # Python runs signal handlers in the main thread between bytecodes, i.e. only after
+        # a long compile or device call returns. The C-level handler also writes the signal
+        # number to the wakeup fd at once; a watcher thread starts the deadline from it.
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        self._pipe = (r, w)
+        self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(r,), daemon=True).start()
+        return self
+
+    def _watch(self, r: int) -> None:
+        while data := os.read(r, 64):
+            if signal.SIGTERM in data:
+                self._start_deadline()
+            if 0 in data:  # __exit__'s wake-up
+                break
+        os.close(r)
+
+    def _start_deadline(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.grace, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _handle(self, *_):
+        self._start_deadline()
+        if self.requested:
+            return
+        self.requested = True
+        if self._interruptible:
+            raise Preempted()
+
+    def _expire(self):
+        print(
+            f"jaxrec: SIGTERM: no clean stop within train.preempt_grace_seconds={self.grace:g}; "
+            "exiting without a new checkpoint (the newest saved one is intact)",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(143)
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """A phase that SIGTERM abandons (raises `Preempted`) instead of waiting for."""
+        if self.requested:
+            raise Preempted()
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
+
+    def __exit__(self, *exc):
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._old_wakeup)
+            os.write(self._pipe[1], b"\0")
+            os.close(self._pipe[1])
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
