@@ -1,0 +1,385 @@
+"""Convolutional sequential recommenders: Caser and NextItNet as tasks.
+
+Caser (Tang & Wang, WSDM 2018) trains on sliding windows (L inputs → T targets) with
+`negatives × T` uniform negatives per window and the official binary cross-entropy:
+mean over targets of -log σ(y⁺) plus mean over negatives of -log(1 - σ(y⁻)).
+NextItNet (Yuan et al., WSDM 2019) predicts the next item at every position of each user's
+last `max_length + 1` training items: full softmax (`loss.n_sample = 0`) or a sampled
+softmax over the position's target plus `loss.n_sample` items drawn ∝ popularity^alpha,
+shared by the mini-batch, with logQ correction weighted by `loss.logq`.
+
+Item (and Caser's user) tables carry logical axes `items`/`users`, so they row-shard over
+`model`. With Adagrad (no weight decay, no clipping, `optim.sparse`) they are updated
+row-wise on the rows a step touches (jaxrec.embedding), as in sequential.py; otherwise
+every parameter goes through the dense optax optimizer (Caser's official Adam with L2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxrec import losses
+from jaxrec.data.pipeline import item_counts
+from jaxrec.data.windows import CaserWindows, caser_dataset, nextitnet_dataset
+from jaxrec.embedding import adagrad_rows, gather_rows, touched_rows
+from jaxrec.errors import ConfigError
+from jaxrec.models.caser import ACTIVATIONS, Caser
+from jaxrec.models.nextitnet import NextItNet
+from jaxrec.optim import make_optimizer, schedule
+from jaxrec.tasks import Task
+from jaxrec.tasks.sequential import sampler_tables
+
+
+class CNNState(struct.PyTreeNode):
+    """Train state of Caser / NextItNet.
+
+    params: all parameters; opt_state: optax state of the dense ones; table_acc /
+    table_mom: row-wise Adagrad accumulators / momenta of the sparse tables ({} when dense);
+    sample_cdf float32 [I] (cumulative popularity^alpha) and log_counts float32 [I]: the
+    NextItNet sampler and its logQ term (empty for Caser).
+    """
+
+    step: jax.Array
+    params: dict
+    opt_state: optax.OptState
+    table_acc: dict
+    table_mom: dict
+    sample_cdf: jax.Array
+    log_counts: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static pieces of the step, bound with functools.partial before jit."""
+
+    model: Caser | NextItNet
+    tx: optax.GradientTransformation
+    learning_rate: optax.Schedule
+    tables: tuple[tuple[str, str], ...]  # (param, "items" | "users") updated row-wise
+    momentum: float
+    n_sample: int = 0  # NextItNet: 0 = full softmax
+    sample_alpha: float = 0.5
+    logq: float = 0.0
+
+
+def _localize(named: dict, sizes: dict) -> tuple[dict, dict]:
+    """named {name: (kind, ids)} → (rows {kind: unique ids}, {name: ids into those rows})."""
+    rows, local = {}, {}
+    for kind, n in sizes.items():
+        names = [k for k, (kd, _) in named.items() if kd == kind]
+        flat = jnp.concatenate([named[k][1].reshape(-1) for k in names])
+        rows[kind], inverse = touched_rows(flat, n)
+        start = 0
+        for k in names:
+            a = named[k][1]
+            local[k] = inverse[start : start + a.size].reshape(a.shape)
+            start += a.size
+    return rows, local
+
+
+def _split_params(state, c: StepConfig, rows: dict | None):
+    """(dense params, gathered table rows) for this step."""
+    names = {k for k, _ in c.tables}
+    dense = {k: v for k, v in state.params.items() if k not in names}
+    tables = {k: gather_rows(state.params[k], rows[kind]) for k, kind in c.tables}
+    return dense, tables
+
+
+def _apply(state, c: StepConfig, dense, g_dense, tables_rows, g_tables, keep):
+    """Dense optax update + row-wise Adagrad on touched rows; a no-op when `keep` is False."""
+    updates, opt_state = c.tx.update(g_dense, state.opt_state, dense)
+    new_dense = optax.apply_updates(dense, updates)
+    # An all-padding mini-batch (end of an epoch) must not move the dense optimizer.
+    new_dense, opt_state = jax.tree.map(
+        lambda n, o: jnp.where(keep, n, o), (new_dense, opt_state), (dense, state.opt_state)
+    )
+    params, acc, mom = dict(new_dense), dict(state.table_acc), dict(state.table_mom)
+    lr = c.learning_rate(state.step)
+    for k, kind in c.tables:
+        n = state.params[k].shape[0]
+        rows = jnp.where(keep, tables_rows[kind], n)  # write nothing (momentum would move rows)
+        params[k], acc[k], velocity = adagrad_rows(
+            state.params[k], acc[k], rows, g_tables[k], lr, c.momentum, mom.get(k)
+        )
+        if c.momentum:
+            mom[k] = velocity
+    return state.replace(
+        step=state.step + keep.astype(state.step.dtype),
+        params=params,
+        opt_state=opt_state,
+        table_acc=acc,
+        table_mom=mom,
+    )
+
+
+def _masked_mean(x, m):
+    return jnp.where(m, x, 0.0).sum() / jnp.maximum(m.sum(), 1)
+
+
+def caser_train_step(state: CNNState, batch, rng, *, c: StepConfig):
+    """One Adam/Adagrad step on a mini-batch of windows (see `CaserWindows` for the keys)."""
+    key = jax.random.fold_in(rng, state.step)
+    valid, mask, t_mask = batch["valid"], batch["mask"], batch["target_mask"]
+    t_mask = t_mask & valid[:, None]
+    n_mask = jnp.broadcast_to(valid[:, None], batch["negatives"].shape)
+    ids = {k: batch[k] for k in ("users", "ids", "targets", "negatives")}
+    model, rows = c.model, None
+    if c.tables:  # padding touches nothing: out-of-range ids gather zeros, scatters drop
+        I, U = state.params["E"].shape[0], state.params["P"].shape[0]
+        named = {
+            "users": ("users", jnp.where(valid, ids["users"], U)),
+            "ids": ("items", jnp.where(mask, ids["ids"], I)),
+            "targets": ("items", jnp.where(t_mask, ids["targets"], I)),
+            "negatives": ("items", jnp.where(n_mask, ids["negatives"], I)),
+        }
+        rows, ids = _localize(named, {"items": I, "users": U})
+        model = model.clone(num_items=rows["items"].shape[0], num_users=rows["users"].shape[0])
+    dense, tables = _split_params(state, c, rows)
+
+    def loss_fn(dense, tables):
+        p = {"params": {**dense, **tables}}
+        x = model.apply(p, ids["users"], ids["ids"], mask, train=True, rngs={"dropout": key})
+        pos = model.apply(p, x, ids["targets"], method="score")
+        neg = model.apply(p, x, ids["negatives"], method="score")
+        # The official loss: -mean log σ(y⁺) - mean log(1 - σ(y⁻)), over the real entries.
+        return _masked_mean(-jax.nn.log_sigmoid(pos), t_mask) + _masked_mean(
+            -jax.nn.log_sigmoid(-neg), n_mask
+        )
+
+    loss, (g_dense, g_tables) = jax.value_and_grad(loss_fn, argnums=(0, 1))(dense, tables)
+    state = _apply(state, c, dense, g_dense, rows, g_tables, valid.any())
+    return state, {"loss": loss, "examples": valid.sum()}
+
+
+def nextitnet_train_step(state: CNNState, batch, rng, *, c: StepConfig):
+    """One step on a mini-batch of user rows: ids/mask [B, M+1], every position trained."""
+    key = jax.random.fold_in(rng, state.step)
+    k_sample, k_drop = jax.random.split(key)
+    ids, mask, valid = batch["ids"], batch["mask"], batch["valid"]
+    in_mask, targets = mask[:, :-1], ids[:, 1:]
+    weight = in_mask & mask[:, 1:]  # positions with a real item and a real next item
+    num_items = state.params["E"].shape[0]
+    samples = None
+    if c.n_sample:
+        u = jax.random.uniform(k_sample, (c.n_sample,)) * state.sample_cdf[-1]
+        samples = jnp.searchsorted(state.sample_cdf, u, side="right").astype(jnp.int32)
+        samples = jnp.minimum(samples, num_items - 1)
+        # logQ: q ∝ count^alpha for every column (the target's too, as TF's sampled softmax).
+        lq_t = c.logq * c.sample_alpha * state.log_counts[targets]
+        lq_s = c.logq * c.sample_alpha * state.log_counts[samples]
+    model, rows, local_ids, local_samples = c.model, None, ids, samples
+    if c.tables:
+        named = {"ids": ("items", jnp.where(mask, ids, num_items)), "s": ("items", samples)}
+        rows, loc = _localize(named, {"items": num_items})
+        local_ids, local_samples = loc["ids"], loc["s"]
+        model = model.clone(num_items=rows["items"].shape[0])
+    dense, tables = _split_params(state, c, rows)
+
+    def loss_fn(dense, tables):
+        p = {"params": {**dense, **tables}}
+        h = model.apply(p, local_ids[:, :-1], in_mask, train=True, rngs={"dropout": k_drop})
+        tgt = local_ids[:, 1:]
+        if not c.n_sample:
+            logits = model.apply(p, h, method="score")
+            return losses.full_softmax_ce(
+                logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), weight.reshape(-1)
+            )
+        pos = model.apply(p, h, tgt, method="score_targets")[..., None]
+        neg = model.apply(p, h, local_samples, method="score")
+        logits = jnp.concatenate([pos, neg], axis=-1).reshape(-1, 1 + c.n_sample)
+        log_q = jnp.concatenate(
+            [lq_t[..., None], jnp.broadcast_to(lq_s, neg.shape)], axis=-1
+        ).reshape(logits.shape)
+        # A sample equal to the row's own target is an accidental hit: left out of its row.
+        hits = jnp.concatenate(
+            [jnp.ones_like(pos, bool), samples[None, None, :] != targets[..., None]], axis=-1
+        )
+        labels = jnp.zeros(logits.shape[0], jnp.int32)
+        return losses.sampled_softmax_ce(
+            logits,
+            labels,
+            valid=weight.reshape(-1),
+            log_q=log_q,
+            col_mask=hits.reshape(logits.shape),
+        )
+
+    loss, (g_dense, g_tables) = jax.value_and_grad(loss_fn, argnums=(0, 1))(dense, tables)
+    state = _apply(state, c, dense, g_dense, rows, g_tables, valid.any())
+    return state, {"loss": loss, "examples": valid.sum()}
+
+
+def _last(hist_ids, hist_mask, width: int):
+    """The newest `width` columns of left-padded histories, left-padding narrower ones."""
+    pad = width - hist_ids.shape[1]
+    if pad > 0:
+        hist_ids = jnp.pad(hist_ids, ((0, 0), (pad, 0)))
+        hist_mask = jnp.pad(hist_mask, ((0, 0), (pad, 0)))
+    return hist_ids[:, -width:], hist_mask[:, -width:]
+
+
+def caser_represent(params, users, hist_ids, hist_mask, *, model: Caser):
+    """x = [z; P_u] [B, 2d] from the last L history items (eval: no dropout)."""
+    ids, mask = _last(hist_ids, hist_mask, model.length)
+    return model.apply({"params": params}, users, jnp.where(mask, ids, 0), mask)
+
+
+def nextitnet_represent(params, users, hist_ids, hist_mask, *, model: NextItNet, width: int):
+    """The newest position's hidden state [B, C], reading the last `width` items."""
+    del users
+    ids, mask = _last(hist_ids, hist_mask, width)
+    return model.apply({"params": params}, jnp.where(mask, ids, 0), mask)[:, -1]
+
+
+def _score(params, users, hist_ids, hist_mask, *, model, represent):
+    """Full-catalogue scores float32 [B, I]."""
+    x = represent(params, users, hist_ids, hist_mask)
+    return model.apply({"params": params}, x, method="score")
+
+
+def item_tables(cfg, names: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The tables updated row-wise: exact for Adagrad only (see sequential.item_tables)."""
+    o = cfg.optim
+    if not o.sparse or o.name != "adagrad" or o.weight_decay or o.clip_norm:
+        return ()
+    return names
+
+
+def _state_init(model, tx, tables, example, sampler, momentum: float):
+    """init_state(rng) -> CNNState; sampler = (cdf, log_counts) numpy arrays."""
+
+    def init_state(rng):
+        params = model.init(rng, *example)["params"]
+        names = {k for k, _ in tables}
+        dense = {k: v for k, v in params.items() if k not in names}
+        # Accumulators share their table's logical axes, so they are row-sharded alike.
+        zeros = functools.partial(jax.tree.map, jnp.zeros_like)
+        return CNNState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            opt_state=tx.init(dense),
+            table_acc={k: zeros(params[k]) for k in names},
+            table_mom={k: zeros(params[k]) for k in names if momentum},
+            sample_cdf=jnp.asarray(sampler[0]),
+            log_counts=jnp.asarray(sampler[1]),
+        )
+
+    return init_state
+
+
+def _build_caser(cfg, split) -> Task:
+    m, B = cfg.model.caser, cfg.train.batch_size
+    for name in (m.conv_activation, m.fc_activation):
+        if name not in ACTIVATIONS:
+            raise ConfigError(f"caser activation {name!r}: use one of {', '.join(ACTIVATIONS)}")
+    if m.length < 1 or m.targets < 1 or m.negatives < 0:
+        raise ConfigError("model.caser: length and targets must be ≥ 1, negatives ≥ 0")
+    model = Caser(
+        num_items=split.num_items,
+        num_users=split.num_users,
+        length=m.length,
+        embedding=m.embedding,
+        horizontal_filters=m.horizontal_filters,
+        vertical_filters=m.vertical_filters,
+        dropout=m.dropout,
+        conv_activation=m.conv_activation,
+        fc_activation=m.fc_activation,
+        dtype=jnp.dtype(cfg.model.compute_dtype),
+    )
+    kw = dict(num_items=split.num_items, length=m.length, targets=m.targets)
+    kw.update(negatives=m.negatives, batch_size=B, epochs=cfg.train.epochs, seed=cfg.train.seed)
+    windows = CaserWindows(split.train, **kw).num
+    total_steps = -(-windows // B) * cfg.train.epochs
+    tx = make_optimizer(cfg.optim, total_steps)
+    names = (("E", "items"), ("W2", "items"), ("b2", "items"), ("P", "users"))
+    tables = item_tables(cfg, names)
+    example = (jnp.zeros((B,), jnp.int32), jnp.zeros((B, m.length), jnp.int32))
+    example += (jnp.ones((B, m.length), bool),)
+    empty = (np.zeros(1, np.float32), np.zeros(1, np.float32))
+    c = StepConfig(model, tx, schedule(cfg.optim, total_steps), tables, cfg.optim.momentum)
+    represent = functools.partial(caser_represent, model=model)
+
+    def dataset(process_index: int, process_count: int):
+        return caser_dataset(
+            split.train,
+            **kw,
+            shuffle=cfg.train.shuffle,
+            process_index=process_index,
+            process_count=process_count,
+        )
+
+    return Task(
+        name="caser",
+        init_state=_state_init(model, tx, tables, example, empty, cfg.optim.momentum),
+        train_step=functools.partial(caser_train_step, c=c),
+        score=functools.partial(_score, model=model, represent=represent),
+        dataset=dataset,
+        represent=represent,
+        item_vectors=lambda params: params["W2"],
+    )
+
+
+def _build_nextitnet(cfg, split) -> Task:
+    m, B, lc = cfg.model.nextitnet, cfg.train.batch_size, cfg.loss
+    if lc.kind != "cross-entropy":
+        raise ConfigError(f"nextitnet: loss.kind={lc.kind!r}; use cross-entropy")
+    if m.max_length < 1 or m.kernel_size < 1 or not m.dilations:
+        raise ConfigError("model.nextitnet: max_length, kernel_size ≥ 1 and dilations non-empty")
+    model = NextItNet(
+        num_items=split.num_items,
+        embedding=m.embedding,
+        dilations=tuple(m.dilations),
+        kernel_size=m.kernel_size,
+        dropout=m.dropout,
+        dtype=jnp.dtype(cfg.model.compute_dtype),
+    )
+    counts = item_counts(split.train, split.num_items)
+    if counts.sum() == 0:
+        raise ConfigError("no training sequence has 2 or more items; nothing to learn from")
+    cdf, log_counts = sampler_tables(counts, lc.sample_alpha)
+    users = int((split.train.lengths >= 2).sum())
+    total_steps = -(-users // B) * cfg.train.epochs
+    tx = make_optimizer(cfg.optim, total_steps)
+    # Full softmax touches every output row, so only the sampled form has sparse tables.
+    names = (("E", "items"), ("W", "items"), ("b", "items")) if lc.n_sample else ()
+    tables = item_tables(cfg, names)
+    example = (jnp.zeros((B, m.max_length), jnp.int32), jnp.ones((B, m.max_length), bool))
+    c = StepConfig(model, tx, schedule(cfg.optim, total_steps), tables, cfg.optim.momentum)
+    c = dataclasses.replace(c, n_sample=lc.n_sample, sample_alpha=lc.sample_alpha, logq=lc.logq)
+    represent = functools.partial(nextitnet_represent, model=model, width=m.max_length)
+
+    def dataset(process_index: int, process_count: int):
+        return nextitnet_dataset(
+            split.train,
+            max_length=m.max_length,
+            batch_size=B,
+            epochs=cfg.train.epochs,
+            seed=cfg.train.seed,
+            shuffle=cfg.train.shuffle,
+            process_index=process_index,
+            process_count=process_count,
+        )
+
+    return Task(
+        name="nextitnet",
+        init_state=_state_init(model, tx, tables, example, (cdf, log_counts), cfg.optim.momentum),
+        train_step=functools.partial(nextitnet_train_step, c=c),
+        score=functools.partial(_score, model=model, represent=represent),
+        dataset=dataset,
+        represent=represent,
+        item_vectors=lambda params: params["W"],
+    )
+
+
+def build(cfg, split) -> Task:
+    """The Caser or NextItNet task (by `cfg.model.name`) on `split.train`."""
+    builders = {"caser": _build_caser, "nextitnet": _build_nextitnet}
+    if cfg.model.name not in builders:
+        raise ConfigError(f"model.name={cfg.model.name!r} is not a CNN model: caser, nextitnet")
+    return builders[cfg.model.name](cfg, split)

@@ -1,0 +1,177 @@
+"""Caser: convolutions against numpy, training, sparse = dense, sharding, padding, one trace."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from jaxrec import baselines, evaluation, sharding
+from jaxrec.cli import main
+from jaxrec.config import load_config
+from jaxrec.data.splits import leave_one_out
+from jaxrec.data.synthetic import generate
+from jaxrec.models.caser import Caser
+from jaxrec.tasks import cnn
+
+SMALL = [
+    "model.name=caser",
+    "model.caser.embedding=8",
+    "model.caser.horizontal_filters=4",
+    "model.caser.vertical_filters=2",
+    "train.batch_size=16",
+    "data.synthetic.num_users=60",
+    "data.synthetic.num_items=40",
+]
+
+
+def _setup(extra=()):
+    cfg = load_config(None, [*SMALL, *extra])
+    s = cfg.data.synthetic
+    split = leave_one_out(generate(s.num_users, s.num_items, s.mean_length, s.num_clusters))
+    task = cnn.build(cfg, split)
+    state = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)))(jax.random.key(0))
+    batches = []
+    for b in task.dataset(0, 1):
+        b.pop("_epoch"), b.pop("_last")
+        batches.append(b)
+    return task, state, batches, split
+
+
+def _train(task, state, batches, n=None):
+    step = jax.jit(task.train_step)
+    losses = []
+    for b in batches[:n]:
+        state, m = step(state, b, jax.random.key(1))
+        losses.append(float(m["loss"]))
+    return state, losses
+
+
+def test_convolutions_match_numpy_reference():
+    L, d, nh, nv, B = 4, 3, 2, 2, 2
+    model = Caser(num_items=7, num_users=3, length=L, embedding=d, horizontal_filters=nh,
+                  vertical_filters=nv, dropout=0.0, conv_activation="tanh")  # fmt: skip
+    users = jnp.array([0, 2], jnp.int32)
+    ids = jnp.array([[1, 2, 3, 4], [0, 5, 6, 1]], jnp.int32)
+    mask = jnp.array([[True] * 4, [False, True, True, True]])
+    params = model.init(jax.random.key(0), users, ids, mask)["params"]
+    p = jax.tree.map(np.asarray, nn.meta.unbox(params))
+    emb = p["E"][np.asarray(ids)]
+    emb[1, 0] = p["pad"]  # padded position reads the padding vector
+    feats = []
+    for h in range(1, L + 1):  # conv of height h, tanh, max over the L-h+1 positions
+        w = p[f"conv_h{h}"].reshape(h, d, nh)
+        conv = np.stack(
+            [np.einsum("bkd,kdn->bn", emb[:, t : t + h], w) for t in range(L - h + 1)], 1
+        )
+        feats.append(np.tanh(conv + p[f"conv_h{h}_bias"]).max(axis=1))
+    v = np.einsum("bld,ln->bnd", emb, p["conv_v"]) + p["conv_v_bias"][None, :, None]
+    out = np.concatenate([v.reshape(B, -1), *feats], axis=1)
+    z = np.maximum(out @ p["fc1"] + p["fc1_bias"], 0)
+    want = np.concatenate([z, p["P"][[0, 2]]], axis=1)
+    x = model.apply({"params": params}, users, ids, mask)
+    np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6)
+    scores = model.apply({"params": params}, x, method="score")
+    np.testing.assert_allclose(scores, want @ p["W2"].T + p["b2"], rtol=1e-5, atol=1e-6)
+    assert scores.shape == (B, 7)
+
+
+def test_score_reads_the_last_L_items_and_the_user():
+    task, state, _, _ = _setup()
+    users = np.array([1, 2], np.int32)
+    a = np.array([[3, 9, 1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 7, 8, 9]], np.int32)
+    mask = np.array([[True] * 8, [False] * 5 + [True] * 3])
+    b = a.copy()
+    b[0, :3] = [11, 12, 13]  # older than the last L = 5 items: ignored
+    s_a = task.score(state.params, users, a, mask)
+    np.testing.assert_array_equal(s_a, task.score(state.params, users, b, mask))
+    assert not np.allclose(s_a, task.score(state.params, users[::-1], a, mask))
+    narrow = task.score(state.params, users, a[:, -3:], mask[:, -3:])  # padded up to L
+    np.testing.assert_allclose(narrow[1], s_a[1], rtol=1e-6)
+
+
+def test_training_lowers_loss_and_beats_popularity():
+    # 200 items: rings long enough that the next item is rarely already in the history.
+    extra = ["data.synthetic.num_users=200", "data.synthetic.num_items=200", "train.epochs=4",
+             "train.batch_size=64", "optim.name=adam", "optim.learning_rate=0.01",
+             "model.caser.embedding=16", "model.caser.dropout=0.2"]  # fmt: skip
+    task, state, batches, split = _setup(extra)
+    state, losses = _train(task, state, batches)
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    kw = dict(ks=(10,), protocol="full", chunk_size=256)
+    fn = functools.partial(jax.jit(task.score), state.params)
+    model = evaluation.evaluate(fn, split, "test", **kw)
+    pop = evaluation.evaluate(baselines.popularity(split, "test"), split, "test", **kw)
+    assert model["ndcg@10"] > 2 * pop["ndcg@10"], (model, pop)
+
+
+def test_sparse_row_updates_equal_dense_updates():
+    extra = ["optim.name=adagrad", "optim.learning_rate=0.05", "model.caser.dropout=0"]
+    task_s, state_s, batches, _ = _setup([*extra, "optim.sparse=true"])
+    task_d, state_d, _, _ = _setup([*extra, "optim.sparse=false"])
+    assert set(state_s.table_acc) == {"E", "W2", "b2", "P"} and state_d.table_acc == {}
+    state_s, loss_s = _train(task_s, state_s, batches, 6)
+    state_d, loss_d = _train(task_d, state_d, batches, 6)
+    np.testing.assert_allclose(loss_s, loss_d, rtol=2e-5)
+    for k in state_d.params:
+        np.testing.assert_allclose(state_s.params[k], state_d.params[k], rtol=2e-4, atol=2e-6)
+
+
+def test_all_padding_batch_and_padded_rows_change_nothing():
+    task, state, batches, _ = _setup(["optim.name=adam"])
+    state, _ = _train(task, state, batches, 2)
+    empty = {k: np.zeros_like(v) for k, v in batches[0].items()}
+    new, m = jax.jit(task.train_step)(state, empty, jax.random.key(3))
+    assert int(m["examples"]) == 0 and int(new.step) == int(state.step)
+    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params), strict=True):
+        assert np.array_equal(a, b)
+    # A half-padded batch gives the same loss whatever the padded rows hold.
+    half = dict(batches[0])
+    half["valid"] = np.arange(16) < 8
+    noisy = {k: v.copy() for k, v in half.items()}
+    for k in ("ids", "targets", "negatives", "users"):
+        noisy[k][8:] = 7
+    step = jax.jit(task.train_step)
+    _, m1 = step(state, half, jax.random.key(4))
+    _, m2 = step(state, noisy, jax.random.key(4))
+    assert float(m1["loss"]) == float(m2["loss"]) and int(m1["examples"]) == 8
+
+
+def _run_on_mesh(task, batches, mesh):
+    key = jax.random.key(0)
+    shardings = sharding.logical_shardings(mesh, jax.eval_shape(task.init_state, key))
+    state = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)), out_shardings=shardings)(key)
+    traces = []
+
+    def counted(*args):
+        traces.append(1)
+        return task.train_step(*args)
+
+    step = jax.jit(counted, donate_argnums=0, out_shardings=(shardings, sharding.replicated(mesh)))
+    losses = []
+    for b in batches:
+        old = state
+        state, m = step(state, sharding.shard_batch(b, mesh, 0), jax.random.key(1))
+        assert old.params["E"].is_deleted()  # donated: updated in place
+        losses.append(float(m["loss"]))
+    assert len(traces) == 1
+    return losses, jax.tree.map(np.asarray, state.params)
+
+
+def test_sharded_steps_match_one_device_traced_once():
+    task, _, batches, _ = _setup(["optim.name=adam"])
+    one = _run_on_mesh(task, batches[:3], sharding.make_mesh(1, 1, devices=jax.devices()[:1]))
+    for shape in ((8, 1), (2, 4)):
+        losses, params = _run_on_mesh(task, batches[:3], sharding.make_mesh(*shape))
+        np.testing.assert_allclose(losses, one[0], rtol=1e-5)
+        for k in params:
+            np.testing.assert_allclose(params[k], one[1][k], rtol=1e-4, atol=1e-6)
+
+
+def test_jaxrec_train_end_to_end(tmp_path, capsys):
+    sets = [*SMALL, "train.epochs=1", "eval.chunk_size=64", "optim.name=adam"]
+    args = ["train", "--workdir", str(tmp_path / "w")]
+    assert main([*args, *(x for s in sets for x in ("--set", s))]) == 0
+    out = capsys.readouterr().out
+    assert "caser" in out and "markov" in out and "sampled-100" in out

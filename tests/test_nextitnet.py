@@ -1,0 +1,186 @@
+"""NextItNet: causality, padding invariance, the block against numpy, both softmaxes, sharding."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import linen as nn
+
+from jaxrec import baselines, evaluation, sharding
+from jaxrec.cli import main
+from jaxrec.config import load_config
+from jaxrec.data.splits import leave_one_out
+from jaxrec.data.synthetic import generate
+from jaxrec.models.nextitnet import NextItNet, causal_conv
+from jaxrec.tasks import cnn
+
+SMALL = [
+    "model.name=nextitnet",
+    "model.nextitnet.embedding=16",
+    "model.nextitnet.dilations=[1,2]",
+    "model.nextitnet.max_length=12",
+    "train.batch_size=16",
+    "data.synthetic.num_users=64",
+    "data.synthetic.num_items=40",
+    "optim.name=adam",
+    "optim.learning_rate=0.005",
+]
+
+
+def _setup(extra=()):
+    cfg = load_config(None, [*SMALL, *extra])
+    s = cfg.data.synthetic
+    split = leave_one_out(generate(s.num_users, s.num_items, s.mean_length, s.num_clusters))
+    task = cnn.build(cfg, split)
+    state = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)))(jax.random.key(0))
+    batches = []
+    for b in task.dataset(0, 1):
+        b.pop("_epoch"), b.pop("_last")
+        batches.append(b)
+    return task, state, batches, split
+
+
+def _train(task, state, batches, n=None):
+    step = jax.jit(task.train_step)
+    losses = []
+    for b in batches[:n]:
+        state, m = step(state, b, jax.random.key(1))
+        losses.append(float(m["loss"]))
+    return state, losses
+
+
+def test_causal_conv_matches_numpy():
+    rng = np.random.default_rng(0)
+    x, w, b = rng.normal(size=(2, 7, 3)), rng.normal(size=(3, 3, 4)), rng.normal(size=4)
+    got = causal_conv(jnp.asarray(x), jnp.asarray(w), jnp.asarray(b), dilation=2)
+    want = np.zeros((2, 7, 4)) + b
+    for t in range(7):
+        for j in range(3):  # tap j reads position t - (k-1-j)·dilation
+            s = t - (2 - j) * 2
+            if s >= 0:
+                want[:, t] += x[:, s] @ w[j]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _model_and_params():
+    model = NextItNet(num_items=30, embedding=8, dilations=(1, 2, 4))
+    ids = jnp.asarray(np.random.default_rng(1).integers(0, 30, (3, 10)), jnp.int32)
+    mask = jnp.ones((3, 10), bool)
+    return model, model.init(jax.random.key(0), ids, mask)["params"], ids, mask
+
+
+def test_block_matches_numpy_and_future_items_do_not_leak():
+    model, params, ids, mask = _model_and_params()
+    h = model.apply({"params": params}, ids, mask)
+    assert h.shape == (3, 10, 8)
+    p = jax.tree.map(np.asarray, nn.meta.unbox(params))
+
+    def ln(x, q):
+        mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + 1e-8) * q["scale"] + q["bias"]
+
+    x = p["E"][np.asarray(ids)]
+    for i, r in enumerate((1, 2, 4)):  # block (b): conv(r) LN ReLU conv(2r) LN ReLU + x
+        q = p[f"block{i}"]
+        y = np.maximum(ln(np.asarray(causal_conv(x, q["conv1"], q["conv1_bias"], r)), q["ln1"]), 0)
+        y = np.maximum(
+            ln(np.asarray(causal_conv(y, q["conv2"], q["conv2_bias"], 2 * r)), q["ln2"]), 0
+        )
+        x = x + y
+    np.testing.assert_allclose(h, np.maximum(x, 0), rtol=1e-4, atol=1e-5)
+
+    changed = ids.at[:, 6].set((ids[:, 6] + 1) % 30)  # change item 6: positions < 6 unchanged
+    h2 = model.apply({"params": params}, changed, mask)
+    np.testing.assert_array_equal(h2[:, :6], h[:, :6])
+    assert not np.allclose(h2[:, 6:], h[:, 6:])
+
+
+def test_left_padding_does_not_change_the_output():
+    model, params, ids, mask = _model_and_params()
+    pad_ids = jnp.concatenate([jnp.full((3, 5), 7, jnp.int32), ids], axis=1)
+    pad_mask = jnp.concatenate([jnp.zeros((3, 5), bool), mask], axis=1)
+    h = model.apply({"params": params}, ids, mask)
+    h_pad = model.apply({"params": params}, pad_ids, pad_mask)
+    np.testing.assert_allclose(h_pad[:, 5:], h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(h_pad[:, :5], 0)
+
+
+def test_full_softmax_trains_and_beats_popularity():
+    extra = ["data.synthetic.num_users=200", "data.synthetic.num_items=200", "train.epochs=12",
+             "loss.n_sample=0", "optim.learning_rate=0.02"]  # fmt: skip
+    task, state, batches, split = _setup(extra)
+    state, losses = _train(task, state, batches)
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+    kw = dict(ks=(10,), protocol="full", chunk_size=256)
+    model = evaluation.evaluate(
+        functools.partial(jax.jit(task.score), state.params), split, "test", **kw
+    )
+    pop = evaluation.evaluate(baselines.popularity(split, "test"), split, "test", **kw)
+    assert model["ndcg@10"] > 4 * pop["ndcg@10"], (model, pop)
+
+
+def test_sampled_softmax_sparse_equals_dense_and_lowers_loss():
+    extra = ["loss.n_sample=8", "loss.logq=1.0", "optim.name=adagrad", "optim.learning_rate=0.05"]
+    task_s, state_s, batches, _ = _setup([*extra, "optim.sparse=true", "train.epochs=4"])
+    task_d, state_d, _, _ = _setup([*extra, "optim.sparse=false", "train.epochs=4"])
+    assert set(state_s.table_acc) == {"E", "W", "b"} and state_d.table_acc == {}
+    step = jax.jit(task_s.train_step)
+    before = float(step(state_s, batches[0], jax.random.key(1))[1]["loss"])
+    state_s, loss_s = _train(task_s, state_s, batches)
+    state_d, loss_d = _train(task_d, state_d, batches)
+    np.testing.assert_allclose(loss_s, loss_d, rtol=1e-4)
+    for k in ("E", "W", "b"):
+        np.testing.assert_allclose(state_s.params[k], state_d.params[k], rtol=1e-3, atol=1e-5)
+    # Same batch, same sampled negatives (the key folds in the step): the loss went down.
+    after = float(step(state_s.replace(step=0), batches[0], jax.random.key(1))[1]["loss"])
+    assert after < 0.8 * before, (before, after)
+
+
+def test_all_padding_batch_changes_nothing():
+    task, state, batches, _ = _setup(["loss.n_sample=0"])
+    state, _ = _train(task, state, batches, 2)
+    empty = {k: np.zeros_like(v) for k, v in batches[0].items()}
+    new, m = jax.jit(task.train_step)(state, empty, jax.random.key(3))
+    assert int(m["examples"]) == 0 and int(new.step) == int(state.step)
+    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_sharded_steps_match_one_device_traced_once():
+    task, _, batches, _ = _setup(["loss.n_sample=8"])
+    key = jax.random.key(0)
+
+    def run(mesh):
+        shardings = sharding.logical_shardings(mesh, jax.eval_shape(task.init_state, key))
+        init = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)), out_shardings=shardings)
+        state, traces, losses = init(key), [], []
+
+        def counted(*args):
+            traces.append(1)
+            return task.train_step(*args)
+
+        out = (shardings, sharding.replicated(mesh))
+        step = jax.jit(counted, donate_argnums=0, out_shardings=out)
+        for b in batches[:3]:
+            old = state
+            state, m = step(state, sharding.shard_batch(b, mesh, 0), jax.random.key(1))
+            assert old.params["E"].is_deleted()
+            losses.append(float(m["loss"]))
+        assert len(traces) == 1
+        return losses, jax.tree.map(np.asarray, state.params)
+
+    one = run(sharding.make_mesh(1, 1, devices=jax.devices()[:1]))
+    for shape in ((8, 1), (2, 4)):
+        losses, params = run(sharding.make_mesh(*shape))
+        np.testing.assert_allclose(losses, one[0], rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(one[1]), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_jaxrec_train_end_to_end(tmp_path, capsys):
+    sets = [*SMALL, "train.epochs=1", "eval.chunk_size=64", "loss.n_sample=0"]
+    args = ["train", "--workdir", str(tmp_path / "w")]
+    assert main([*args, *(x for s in sets for x in ("--set", s))]) == 0
+    out = capsys.readouterr().out
+    assert "nextitnet" in out and "markov" in out and "sampled-100" in out
