@@ -22,6 +22,7 @@ import numpy as np
 
 from jaxrec.data.interactions import Sequences
 from jaxrec.data.splits import Split
+from jaxrec.errors import ConfigError
 
 
 def item_counts(rows: Sequences, num_items: int) -> np.ndarray:
@@ -114,3 +115,44 @@ def markov_chain(split: Split, stage: str = "test"):
         return _dense_scores(tie_break_device, entry_rows, entry_items, entry_counts, batch=batch)
 
     return score_fn
+
+
+def ease(split: Split, stage: str = "test", l2: float = 500.0):
+    """EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019).
+
+    Closed form: with G = XᵀX + λI and P = G⁻¹, B = I - P · diag(1 / diag(P)) (so diag(B) = 0).
+    X [U, I] is binary and holds the training rows plus the stage's input rows (for
+    held-out users these are their fold-in items; never a target). G is accumulated in
+    float64 from dense blocks of 4096 users, so no [U, I] array is ever whole; G and B are
+    [I, I] (fine for catalogues up to a few tens of thousands of items).
+    Scores = x_u · B with x_u the multi-hot of the history passed in (hist_ids, hist_mask),
+    built on the device. Returns score_fn(users [B], hist_ids [B, L], hist_mask [B, L]) ->
+    float32 [B, I].
+    """
+    if l2 <= 0:
+        raise ConfigError(f"eval.ease_l2={l2} must be positive (EASE's lambda, e.g. 500)")
+    inputs, _ = split.stage(stage)
+    num_items = split.num_items
+    gram = np.zeros((num_items, num_items))
+    for start in range(0, split.num_users, 4096):
+        end = min(start + 4096, split.num_users)
+        x = np.zeros((end - start, num_items))
+        for part in (split.train, inputs):
+            r = np.repeat(np.arange(end - start), part.lengths[start:end])
+            x[r, part.items[part.indptr[start] : part.indptr[end]]] = 1.0
+        gram += x.T @ x
+    gram[np.diag_indices(num_items)] += l2
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)[None, :]
+    b[np.diag_indices(num_items)] = 0.0
+    weights = jnp.asarray(b, dtype=jnp.float32)
+    return functools.partial(_ease_scores, weights)
+
+
+@jax.jit
+def _ease_scores(weights, users, hist_ids, hist_mask):
+    del users
+    rows = jnp.arange(hist_ids.shape[0])[:, None]
+    x = jnp.zeros((hist_ids.shape[0], weights.shape[0]), jnp.float32)
+    x = x.at[rows, hist_ids].max(jnp.asarray(hist_mask, jnp.float32))
+    return x @ weights

@@ -2,8 +2,30 @@
 
 import os
 
+import numpy as np
+import pytest
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
+
+
+def _ratings_file(path, users=60, items=30, seed=0):
+    """A MovieLens-100K u.data file with planted low-rank ratings in 1..5 (~40% density)."""
+    rng = np.random.default_rng(seed)
+    pu, qi = rng.normal(size=(users, 2)), rng.normal(size=(items, 2))
+    lines = []
+    for u in range(users):
+        for i in np.flatnonzero(rng.random(items) < 0.4):
+            r = int(np.clip(np.round(3 + pu[u] @ qi[i]), 1, 5))
+            lines.append(f"{u + 1}\t{i + 1}\t{r}\t{1000 + len(lines)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ratings_file():
+    """`ratings_file(path, users=60, items=30, seed=0)` writes explicit ratings → path."""
+    return _ratings_file

@@ -8,6 +8,7 @@ import pytest
 from jaxrec.baselines import item_counts, markov_chain, popularity, transition_counts
 from jaxrec.data.interactions import Interactions, Sequences
 from jaxrec.data.splits import leave_one_out
+from jaxrec.errors import ConfigError
 from jaxrec.evaluation import evaluate, format_metrics
 
 GAMES = Path("/work/shared/data/amazon-games-sasrec/Video.txt")
@@ -131,3 +132,30 @@ def test_games_baselines_full_ranking():
     assert mc["ndcg@10"] == pytest.approx(0.047, abs=0.005)
     assert pop["hr@10"] == pytest.approx(0.019, abs=0.005)
     assert pop["ndcg@10"] == pytest.approx(0.010, abs=0.005)
+
+
+def test_ease_matches_a_numpy_reference():
+    from jaxrec.baselines import ease
+    from jaxrec.data.splits import heldout_users
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(40), 6)
+    items = rng.integers(0, 15, len(users))
+    data = Interactions.from_raw(users, items, np.arange(len(users)))
+    split = heldout_users(data, 5, 5, seed=1)
+    lam = 3.0
+    for stage in ("valid", "test"):
+        inputs, _ = split.stage(stage)
+        X = np.zeros((split.num_users, split.num_items))
+        for u in range(split.num_users):
+            X[u, split.train.row(u)] = 1
+            X[u, inputs.row(u)] = 1  # held-out users: their fold-in items
+        P = np.linalg.inv(X.T @ X + lam * np.eye(split.num_items))
+        B = np.eye(split.num_items) - P / np.diag(P)[None, :]
+        assert np.allclose(np.diag(B), 0)
+        evaluated = split.eval_users(stage)
+        ids, mask = inputs.padded(evaluated, 8)
+        got = np.asarray(ease(split, stage, l2=lam)(evaluated, ids, mask))
+        np.testing.assert_allclose(got, X[evaluated] @ B, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="ease_l2"):
+        ease(split, "test", l2=0.0)
