@@ -248,3 +248,75 @@ def gru4rec_loss(
         per_row = _top1_max_rows(x, pos, neg)
     per_row = jnp.where(has_neg, per_row, 0.0)
     return _row_mean(per_row, rows, reduction)
+
+
+# Autoencoders: Mult-VAE / Mult-DAE (Liang et al., WWW 2018; dawenl/vae_cf), CDAE, AutoRec.
+
+
+def multinomial_nll(logits: jax.Array, x: jax.Array) -> jax.Array:
+    """Per-row multinomial negative log-likelihood: -Σ_i x_i log softmax(logits)_i.
+
+    logits, x: [B, I] (x the multi-hot or count row; vae_cf multiplies the log-softmax by the
+    raw, un-normalised input). Returns float32 [B]; the caller masks and averages rows.
+    """
+    log_p = jax.nn.log_softmax(_f32(logits), axis=-1)
+    return -jnp.sum(log_p * _f32(x), axis=-1)
+
+
+def gaussian_kl(mu: jax.Array, logvar: jax.Array) -> jax.Array:
+    """KL(N(mu, exp(logvar)) ‖ N(0, I)) per row: Σ_d ½(-logvar + exp(logvar) + mu² - 1).
+
+    mu, logvar: [B, D] → float32 [B] (vae_cf's KL before its batch mean).
+    """
+    mu, logvar = _f32(mu), _f32(logvar)
+    return 0.5 * jnp.sum(-logvar + jnp.exp(logvar) + jnp.square(mu) - 1.0, axis=-1)
+
+
+def kl_anneal(step: jax.Array, anneal_steps: int, cap: float) -> jax.Array:
+    """β = min(cap, step / anneal_steps): vae_cf's linear KL annealing, from the update count."""
+    return jnp.minimum(jnp.float32(cap), _f32(step) / jnp.float32(max(anneal_steps, 1)))
+
+
+def masked_row_mean(per_row: jax.Array, rows: jax.Array) -> jax.Array:
+    """Mean of `per_row` [B] over the True entries of `rows` [B]; 0 if there are none."""
+    return _row_mean(_f32(per_row), rows, "mean")
+
+
+# GANs: CFGAN (Chae et al., CIKM 2018; Bigdasgit/CFGAN) and IRGAN (Wang et al., SIGIR 2017).
+
+
+def sigmoid_bce(logits: jax.Array, label: float) -> jax.Array:
+    """Element-wise sigmoid cross-entropy with a constant label (tf's
+    sigmoid_cross_entropy_with_logits): softplus(-x) for label 1, softplus(x) for label 0."""
+    x = _f32(logits)
+    return label * jax.nn.softplus(-x) + (1.0 - label) * jax.nn.softplus(x)
+
+
+def l2_half(tree) -> jax.Array:
+    """Σ w² / 2 over every leaf (tf.nn.l2_loss summed), float32 scalar."""
+    return sum(0.5 * jnp.sum(jnp.square(_f32(w))) for w in jax.tree.leaves(tree))
+
+
+def cfgan_zr_penalty(output: jax.Array, zr_mask: jax.Array) -> jax.Array:
+    """CFGAN's zero-reconstruction term per row: Σ_j y_j² over the sampled ZR entries.
+
+    output float [B, N] (G's output); zr_mask bool/float [B, N]. Returns float32 [B].
+    """
+    return jnp.sum(jnp.square(_f32(output)) * _f32(zr_mask), axis=-1)
+
+
+def irgan_reward(d_logits: jax.Array) -> jax.Array:
+    """IRGAN's reward from the discriminator's logits: 2 (σ(x) - 1/2), in (-1, 1)."""
+    return 2.0 * (jax.nn.sigmoid(_f32(d_logits)) - 0.5)
+
+
+def irgan_policy_gradient(log_prob: jax.Array, reward: jax.Array, mask: jax.Array) -> jax.Array:
+    """IRGAN's generator loss per user: -mean_s log p_G(i_s | u) · reward_s (REINFORCE).
+
+    log_prob float [B, S]: log-softmax of G at the sampled items; reward float [B, S]: the
+    discriminator's reward already times the importance weight p_G / p_n (a constant);
+    mask bool [B, S]: real samples. Returns float32 [B] (0 for a row without samples).
+    """
+    m = _f32(mask)
+    r = jax.lax.stop_gradient(_f32(reward))
+    return -jnp.sum(_f32(log_prob) * r * m, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)

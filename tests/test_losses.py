@@ -304,3 +304,46 @@ def test_bad_arguments_raise_config_errors():
         losses.gru4rec_loss(z, ok, kind="bpr-max", final_act="softmax")
     with pytest.raises(ConfigError, match="final_act"):
         losses.final_activation("elu-x")
+
+
+def test_gan_losses_against_hand_numbers():
+    # sigmoid BCE with a constant label: softplus(-x) for 1, softplus(x) for 0.
+    x = jnp.array([0.0, 2.0, -1.0])
+    np.testing.assert_allclose(losses.sigmoid_bce(x, 1.0), np.log1p(np.exp(-np.array([0, 2, -1]))))
+    np.testing.assert_allclose(
+        losses.sigmoid_bce(x, 0.0), [math.log(2), math.log1p(math.exp(2)), math.log1p(math.e**-1)],
+        rtol=1e-6,
+    )  # fmt: skip
+    # tf.nn.l2_loss summed over a tree: (1 + 4 + 9 + 16) / 2.
+    assert float(losses.l2_half({"a": jnp.array([1.0, 2.0]), "b": jnp.array([[3.0, 4.0]])})) == 15
+    # ZR: Σ y² over the sampled entries only.
+    y = jnp.array([[1.0, -2.0, 3.0], [0.5, 0.5, 0.5]])
+    zr = jnp.array([[True, True, False], [False, False, True]])
+    np.testing.assert_allclose(losses.cfgan_zr_penalty(y, zr), [5.0, 0.25])
+    # IRGAN: reward 2(σ(x) - 1/2) = tanh(x / 2); policy gradient = -mean(log p · r) over samples.
+    np.testing.assert_allclose(losses.irgan_reward(x), np.tanh(np.array([0, 2, -1]) / 2), rtol=1e-6)
+    log_p = jnp.log(jnp.array([[0.5, 0.25, 0.125]]))
+    r = jnp.array([[1.0, -1.0, 4.0]])
+    got = losses.irgan_policy_gradient(log_p, r, jnp.array([[True, True, False]]))
+    np.testing.assert_allclose(got, [-(math.log(0.5) - math.log(0.25)) / 2], rtol=1e-6)
+    assert float(losses.irgan_policy_gradient(log_p, r, jnp.zeros((1, 3), bool))[0]) == 0.0
+
+
+def test_autoencoder_losses_hand_computed():
+    # Row 0: logits (0, ln 2, ln 3) → softmax (1, 2, 3) / 6; x = (1, 0, 1).
+    logits = jnp.array([[0.0, math.log(2.0), math.log(3.0)], [5.0, 5.0, 5.0]])
+    x = jnp.array([[1.0, 0.0, 1.0], [0.0, 2.0, 0.0]])
+    nll = losses.multinomial_nll(logits, x)
+    np.testing.assert_allclose(
+        nll, [-(math.log(1 / 6) + math.log(3 / 6)), -2 * math.log(1 / 3)], rtol=1e-6
+    )
+    # KL(N(mu, σ²) ‖ N(0, 1)) = ½(σ² + mu² - 1 - ln σ²), summed over dims.
+    mu = jnp.array([[0.0, 1.0], [2.0, -1.0]])
+    logvar = jnp.array([[0.0, math.log(4.0)], [0.0, 0.0]])
+    kl = losses.gaussian_kl(mu, logvar)
+    np.testing.assert_allclose(kl, [0.5 * (4 + 1 - 1 - math.log(4)), 0.5 * (4 + 1)], rtol=1e-6)
+    betas = [float(losses.kl_anneal(jnp.int32(s), 1000, 0.2)) for s in (0, 100, 199, 200, 10**6)]
+    np.testing.assert_allclose(betas, [0.0, 0.1, 0.199, 0.2, 0.2], rtol=1e-6)
+    m = losses.masked_row_mean(jnp.array([1.0, 3.0, 100.0]), jnp.array([True, True, False]))
+    assert float(m) == 2.0
+    assert float(losses.masked_row_mean(jnp.ones(2), jnp.zeros(2, bool))) == 0.0
