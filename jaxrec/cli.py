@@ -1,4 +1,4 @@
-"""The `jaxrec` console script: train | evaluate | recommend | export | embed | data stats.
+"""The `jaxrec` console script: train | evaluate | recommend | export | embed | generate | data.
 
 Errors a user can cause print one line (no traceback) and exit with status 2.
 """
@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("embed", help="user representations and item embeddings to Parquet")
     m.add_argument("--workdir", required=True)
     m.add_argument("--out", required=True, help="Parquet path: kind, id, vector")
+
+    g = sub.add_parser("generate", help="synthetic user behaviour from a trained GAN")
+    g.add_argument("--workdir", required=True, help="a trained cfgan or irgan workdir")
+    g.add_argument("--users", type=int, required=True, help="number of virtual users")
+    g.add_argument("--out", required=True, help="CSV path: user,item (raw item ids)")
+    g.add_argument("--temperature", type=float, default=0.1, help="0: top items, no sampling")
+    g.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("bench", help="benchmark suite (jaxrec bench --help)", add_help=False)
 
@@ -190,6 +197,19 @@ def cmd_embed(args) -> None:
     )
 
 
+def cmd_generate(args) -> None:
+    from jaxrec.synthesize import format_report, write_generated
+
+    run, best = _restore_best(args.workdir)
+    report = write_generated(
+        args.out, run, best, args.users, seed=args.seed, temperature=args.temperature
+    )
+    print(
+        f"wrote {report['generated']['events']} events of {args.users} virtual users to {args.out}"
+    )
+    print(format_report(report))
+
+
 def cmd_data(args) -> None:
     from jaxrec.data import formats, interactions
 
@@ -210,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         "recommend": cmd_recommend,
         "export": cmd_export,
         "embed": cmd_embed,
+        "generate": cmd_generate,
         "data": cmd_data,
     }
     try:
