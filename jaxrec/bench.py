@@ -15,6 +15,15 @@ two full-ranking test passes (the first compiles). Scorer latency: the model exp
 a warm-up call. Peak host memory is the process's max RSS; device memory comes from
 `device.memory_stats()` where the backend reports it (GPU/TPU).
 
+Against the machine's limit. The `machine` case measures, in the same suite run, the peak
+float32 matmul rate (n×n, n = 2048 on CPU, 8192 on accelerators; the best of the repeats)
+and the memory bandwidth (`y = 2x + 1` over 256 MiB: one read and one write per element).
+Each train case reads XLA's cost analysis of its compiled step (FLOPs and bytes accessed
+per call) and divides by the median call time: `achieved_flops`, `achieved_bandwidth`;
+the report shows them as fractions of the machine's figures. XLA counts a loop body once,
+so the scanned `steps_per_call` is multiplied back in; loops inside a step (the GANs'
+inner G/D updates) are counted once, which makes their fractions lower bounds.
+
 Records (`DIR/results.json`): {system, benchmark, model, dataset, metric, value, unit,
 params, context}; `DIR/results.md` is the table; `DIR/*.png` the plots (with matplotlib).
 """
@@ -47,6 +56,7 @@ SUITES = {
         "calls": 10,
         "repeats": 3,
         "cases": [
+            ("machine", "-", None, []),
             ("train", "gru4rec", "gru4rec_games.yaml", []),
             ("train", "caser", "caser_games.yaml", []),
             ("train", "nextitnet", "nextitnet_games.yaml", []),
@@ -115,8 +125,55 @@ def _peak_memory_records(add) -> None:
         add("peak_memory", stats["peak_bytes_in_use"] / 2**20, "MiB", {"memory": "device"})
 
 
+def _best_time(fn, *args, repeats: int) -> tuple[float, list[float]]:
+    import jax
+
+    jax.block_until_ready(fn(*args))  # compile
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return min(times), times
+
+
+def machine_case(case: dict) -> list[dict]:
+    """The machine's own peak: float32 matmul FLOP/s and memory bandwidth → records."""
+    import jax
+    import jax.numpy as jnp
+
+    n = 2048 if jax.default_backend() == "cpu" else 8192
+    x = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    best, times = _best_time(jax.jit(lambda a: a @ a), x, repeats=case["repeats"] + 2)
+    rec = {"system": "jaxrec", "benchmark": "machine", "model": "-", "dataset": "-",
+           "context": context(None)}  # fmt: skip
+    out = [{**rec, "metric": "machine_matmul_flops", "value": 2 * n**3 / best, "unit": "FLOP/s",
+            "params": {"n": n, "dtype": "float32"},
+            "spread": [2 * n**3 / max(times), 2 * n**3 / min(times)]}]  # fmt: skip
+    m = 64 * 2**20  # 256 MiB of float32
+    y = jnp.ones((m,), jnp.float32)
+    best, times = _best_time(jax.jit(lambda a: 2 * a + 1), y, repeats=case["repeats"] + 2)
+    moved = 2 * 4 * m
+    out.append({**rec, "metric": "machine_memory_bandwidth", "value": moved / best, "unit": "B/s",
+                "params": {"bytes_moved": moved}, "spread": [moved / max(times), moved / min(times)]})  # fmt: skip
+    return out
+
+
+def _step_cost(compiled, calls_per_loop: int) -> tuple[float | None, float | None]:
+    """(FLOPs, bytes accessed) of one compiled call from XLA's cost analysis, or None."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    if not cost:
+        return None, None
+    flops, nbytes = cost.get("flops"), cost.get("bytes accessed")
+    return (None if flops is None else flops * calls_per_loop,
+            None if nbytes is None else nbytes * calls_per_loop)  # fmt: skip
+
+
 def run_case(case: dict) -> list[dict]:
     """Measure one (benchmark, model, config) in this process → records."""
+    if case["benchmark"] == "machine":
+        return machine_case(case)
     import jax
     import numpy as np
 
@@ -150,12 +207,14 @@ def run_case(case: dict) -> list[dict]:
         return sharding.shard_batch(b, run.mesh, run.task.batch_axis)
 
     state = run.state
+    first = batch()
     t = time.perf_counter()
-    state, m = step(state, batch(), key)
+    compiled = step.lower(state, first, key).compile()
+    state, m = compiled(state, first, key)
     jax.block_until_ready(state)
     add("compile_time", time.perf_counter() - t, "s")
     for _ in range(case["warmup"]):
-        state, m = step(state, batch(), key)
+        state, m = compiled(state, batch(), key)
     jax.block_until_ready(state)
     T = cfg.train.steps_per_call if run.task.batch_axis == 1 else 1
     throughputs, steps, latencies = [], [], []
@@ -165,7 +224,7 @@ def run_case(case: dict) -> list[dict]:
         t_all = time.perf_counter()
         for b in prepared:
             t = time.perf_counter()
-            state, m = step(state, b, key)
+            state, m = compiled(state, b, key)
             jax.block_until_ready(state)
             latencies.append((time.perf_counter() - t) / T)
             examples += int(m["examples"])
@@ -177,6 +236,12 @@ def run_case(case: dict) -> list[dict]:
     add("train_steps", statistics.median(steps), "steps/s", spread=(min(steps), max(steps)))
     add("step_time_p50", 1e3 * _percentile(latencies, 50), "ms")
     add("step_time_p99", 1e3 * _percentile(latencies, 99), "ms")
+    flops, nbytes = _step_cost(compiled, T)
+    call_s = _percentile(latencies, 50) * T
+    if flops:
+        add("achieved_flops", flops / call_s, "FLOP/s", {"flops_per_call": flops})
+    if nbytes:
+        add("achieved_bandwidth", nbytes / call_s, "B/s", {"bytes_per_call": nbytes})
     if case["benchmark"] == "train":
         _eval_and_scorer(run, state.params, add, case, np)
     _peak_memory_records(add)
@@ -232,7 +297,7 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
     if "JAXREC_DATA_DIR" not in env and shared.is_dir():  # the repo's layout: ../shared/data
         env["JAXREC_DATA_DIR"] = str(shared)
     for benchmark, model, config, overrides in spec["cases"]:
-        if only and model not in only and benchmark not in only:
+        if only and benchmark != "machine" and model not in only and benchmark not in only:
             continue
         path = None if config is None else configs_dir / config
         if path is not None and not path.exists():
@@ -245,6 +310,8 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
                 if benchmark == "scale" else {}}  # fmt: skip
         if benchmark == "scale":
             case["set"].insert(0, f"model.name={model}")
+        if benchmark == "machine":
+            case["set"] = []
         label = f"{benchmark}/{model}" + (f" {overrides[-2:]}" if benchmark == "scale" else "")
         print(f"bench: {label} ...", flush=True)
         t = time.perf_counter()

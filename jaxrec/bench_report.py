@@ -72,9 +72,32 @@ def table(records: list[dict], skipped: list[str] = ()) -> str:
         )
         out.append("")
     out += lines
+    out += _utilisation(records)
     if skipped:
         out += ["", "Not measured:", *[f"- {s}" for s in skipped]]
     return "\n".join(out) + "\n"
+
+
+def _utilisation(records: list[dict]) -> list[str]:
+    """Per train/scale case: achieved FLOP/s and bytes/s as fractions of the machine's own."""
+    limits = {r["metric"]: r["value"] for r in records if r["benchmark"] == "machine"}
+    flops, bw = limits.get("machine_matmul_flops"), limits.get("machine_memory_bandwidth")
+    if not (flops and bw):
+        return []
+    out = ["", f"Machine limits measured in this run: float32 matmul {flops / 1e9:,.1f} GFLOP/s, "
+           f"memory bandwidth {bw / 1e9:,.1f} GB/s. Fraction of each reached by the train step "
+           "(XLA cost analysis ÷ median call time):", "",
+           "| benchmark | model | items | update | GFLOP/s | of matmul peak | GB/s | of bandwidth |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows: dict[tuple, dict] = defaultdict(dict)
+    for r in records:
+        if r["metric"] in ("achieved_flops", "achieved_bandwidth"):
+            rows[_key(r)][r["metric"]] = r["value"]
+    for (_, bench, model, _, items, update), m in rows.items():
+        f, b = m.get("achieved_flops", 0.0), m.get("achieved_bandwidth", 0.0)
+        out.append(f"| {bench} | {model} | {f'{items:,}' if items else ''} | {update or ''} | "
+                   f"{f / 1e9:,.2f} | {f / flops:.1%} | {b / 1e9:,.2f} | {b / bw:.1%} |")  # fmt: skip
+    return out
 
 
 def plots(records: list[dict], out: Path) -> list[Path]:

@@ -34,7 +34,7 @@ def test_records_have_every_field_and_metric(records):
     metrics = {r["metric"] for r in records}
     assert {"compile_time", "train_throughput", "train_steps", "step_time_p50", "step_time_p99",
             "eval_throughput", "scorer_latency_p50", "scorer_latency_p99",
-            "peak_memory"} <= metrics  # fmt: skip
+            "peak_memory", "achieved_flops", "achieved_bandwidth"} <= metrics  # fmt: skip
     ctx = records[0]["context"]
     assert ctx["device_count"] == 8 and ctx["jax"] and ctx["config"]["model"]["name"] == "gru4rec"
     by = {r["metric"]: r for r in records}
@@ -58,6 +58,30 @@ def test_report_table_and_plots(records, tmp_path):
     written = plots(records + scale, tmp_path)
     assert {p.name for p in written} == {"train_throughput.png", "scale_step_time.png"}
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_machine_limits_and_utilisation_table(records):
+    machine = bench.run_case({"benchmark": "machine", "repeats": 1})
+    by = {r["metric"]: r for r in machine}
+    assert (
+        by["machine_matmul_flops"]["unit"] == "FLOP/s" and by["machine_matmul_flops"]["value"] > 1e8
+    )
+    assert by["machine_memory_bandwidth"]["value"] > 1e8
+    step = next(r for r in records if r["metric"] == "achieved_flops")
+    text = table(records + machine)
+    want = step["value"] / by["machine_matmul_flops"]["value"]
+    assert "Machine limits measured in this run" in text and f"{want:.1%}" in text
+
+
+def test_step_cost_multiplies_the_scanned_calls():
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((64, 64))
+    one = jax.jit(lambda a: a @ a).lower(x).compile()
+    flops, _ = bench._step_cost(one, 1)
+    assert flops == pytest.approx(2 * 64**3, rel=0.01)
+    assert bench._step_cost(one, 8)[0] == pytest.approx(8 * flops)
 
 
 def test_percentile_is_nearest_rank():
