@@ -52,6 +52,10 @@ class DataConfig:
     split: str = "leave_one_out"
     valid_source: str | None = None  # presplit only
     test_source: str | None = None  # presplit only
+    # presplit only: the test stage's model input. train_valid (default): train + valid rows;
+    # train: the train rows only, as DiffRec evaluates; train and valid items are excluded
+    # from the ranking either way.
+    test_input: str = "train_valid"
     valid_ratio: float = 0.1  # temporal_ratio only
     test_ratio: float = 0.1  # temporal_ratio only
     valid_users: int = 0  # heldout_users only

@@ -123,7 +123,8 @@ def evaluate(
     """Evaluate `score_fn` on `split.eval_users(stage)` → a flat dict of averages.
 
     protocol='full': rank the whole catalogue minus the user's entire input row (not only the
-    last `max_history` items the model sees); seen rows are padded to power-of-two lengths.
+    last `max_history` items the model sees; `split.seen(stage)`, which adds the validation
+    items under DiffRec's rule); seen rows are padded to power-of-two lengths.
     A target that also appears in the input row is therefore excluded and counts as a miss,
     the same for every model, and consistent with what `recommend` can return.
     Metrics: hr, recall, ndcg, mrr, precision @k (see `metrics.ranking_metrics`).
@@ -143,6 +144,7 @@ def evaluate(
         raise ConfigError(f"ks must be positive and at most the {split.num_items} items: {ks}")
     start = time.perf_counter()
     inputs, targets = split.stage(stage)
+    seen = split.seen(stage)
     users = split.eval_users(stage)
     # Chunks of users with similar history lengths let a scorer trim its padding
     # (sums do not depend on the order).
@@ -156,7 +158,7 @@ def evaluate(
                 "the sampled protocol ranks exactly one target per user; this split has "
                 "users with several targets: use protocol='full'"
             )
-        history = inputs.concat(targets)
+        history = seen.concat(targets)
 
     acc = None
     for chunk, valid in _chunks(users, chunk_size):
@@ -164,8 +166,8 @@ def evaluate(
         scores = score_fn(chunk, hist_ids, hist_mask)
         _check_scores(scores, len(chunk), split.num_items)
         if protocol == "full":
-            seen_len = _bucket(int(inputs.lengths[chunk].max()), _MIN_SEEN_BUCKET)
-            seen_ids, seen_mask = inputs.padded(chunk, seen_len)
+            seen_len = _bucket(int(seen.lengths[chunk].max()), _MIN_SEEN_BUCKET)
+            seen_ids, seen_mask = seen.padded(chunk, seen_len)
             tgt_ids, tgt_mask = targets.padded(chunk, tgt_len, left=False)
             sums = _full_step(
                 scores, seen_ids, seen_mask, tgt_ids, tgt_mask, valid,
@@ -248,7 +250,7 @@ def recommend(
     first, ties toward the lower item id. When fewer than k items remain, the extra slots hold
     id -1 and score -inf, never an excluded item.
     """
-    inputs, _ = split.stage(stage)
+    inputs, seen = split.stage(stage)[0], split.seen(stage)
     users = np.asarray(users, dtype=np.int32)
     if not 0 < k <= split.num_items:
         raise ConfigError(f"k must be in 1..{split.num_items}, got {k}")
@@ -261,8 +263,8 @@ def recommend(
         hist_ids, hist_mask = inputs.padded(chunk, max_history)
         scores = score_fn(chunk, hist_ids, hist_mask)
         _check_scores(scores, len(chunk), split.num_items)
-        seen_len = _bucket(int(inputs.lengths[chunk].max()), _MIN_SEEN_BUCKET)
-        seen_ids, seen_mask = inputs.padded(chunk, seen_len)
+        seen_len = _bucket(int(seen.lengths[chunk].max()), _MIN_SEEN_BUCKET)
+        seen_ids, seen_mask = seen.padded(chunk, seen_len)
         ids, values = _recommend_step(scores, seen_ids, seen_mask, k=k)
         n = int(valid.sum())
         out_ids.append(ids[:n]), out_scores.append(values[:n])

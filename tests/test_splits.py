@@ -136,6 +136,31 @@ def test_presplit_shared_vocab():
     assert lists(no_valid.valid_target) == [[], [], []] and no_valid.num_items == 3
 
 
+def test_presplit_diffrec_rule_reads_train_and_excludes_train_and_valid():
+    from jaxrec import evaluation
+
+    train = Interactions.from_raw(np.array([1, 1, 2]), np.array([10, 11, 10]))
+    valid = Interactions.from_raw(np.array([1]), np.array([12]))
+    test = Interactions.from_raw(np.array([1, 2]), np.array([13, 11]))
+    split = presplit(train, valid, test, test_input="train")
+    assert lists(split.test_input) == [[0, 1], [0]]  # the model reads train only
+    assert lists(split.seen("test")) == [[0, 1, 2], [0]]  # ranking excludes train + valid
+    assert lists(split.seen("valid")) == lists(split.valid_input)
+    # A scorer that prefers item 2 (user 0's validation item): excluded, so 3 ranks first.
+    scores = np.array([[0.0, 0.0, 9.0, 1.0, 0.5]])[:, :4]
+
+    def score_fn(users, ids, mask):
+        assert mask.sum(1).tolist() == [split.test_input.lengths[u] for u in users]
+        return np.repeat(scores, len(users), 0)
+
+    ids, _ = evaluation.recommend(score_fn, split, "test", np.array([0]), 1)
+    assert ids.tolist() == [[3]]
+    r = evaluation.evaluate(score_fn, split, "test", ks=(1,), chunk_size=1)
+    assert r["hr@1"] == 0.5  # user 0 hits 13 (dense 3); user 1 ranks 12 (not seen) over 11
+    with pytest.raises(ConfigError, match="test_input"):
+        presplit(train, valid, test, test_input="valid")
+
+
 def test_concat_matches_sequences_concat():
     a = Sequences.from_rows([[1, 2], [], [3]])
     b = Sequences.from_rows([[4], [5, 6], []])

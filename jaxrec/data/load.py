@@ -73,11 +73,14 @@ def load_split(cfg: DataConfig) -> tuple[Interactions, splits.Split]:
             raise ConfigError("data.split=presplit needs data.test_source (and data.source)")
         train, test = load_interactions(cfg), load_interactions(cfg, cfg.test_source)
         valid = None if cfg.valid_source is None else load_interactions(cfg, cfg.valid_source)
-        split = splits.presplit(train, valid, test)
-        return splits.align_vocab(train, test)[0], split
+        split = splits.presplit(train, valid, test, test_input=cfg.test_input)
+        parts = (train, test) if valid is None else (train, valid, test)
+        return splits.align_vocab(*parts)[0], split  # the vocabulary the split uses
     for name in ("valid_source", "test_source"):
         if getattr(cfg, name) is not None:
             raise ConfigError(f"data.{name} is read only with data.split=presplit")
+    if cfg.test_input != "train_valid":
+        raise ConfigError("data.test_input is read only with data.split=presplit")
     data = load_interactions(cfg)
     kwargs = {
         "temporal_ratio": {"valid": cfg.valid_ratio, "test": cfg.test_ratio},

@@ -28,6 +28,8 @@ class Split:
     train: what training reads (chronological).
     valid_input / valid_target: history shown to the model and items to retrieve, for validation.
     test_input / test_target: the same for test (leave-one-out: train + the validation item).
+    test_seen: items excluded from test ranking when they are more than test_input (DiffRec's
+    rule: the model reads train only, train and valid items are both excluded); None: input.
     A user with an empty target row is not evaluated at that stage.
     """
 
@@ -39,6 +41,13 @@ class Split:
     valid_target: Sequences
     test_input: Sequences
     test_target: Sequences
+    test_seen: Sequences | None = None
+
+    def seen(self, stage: str) -> Sequences:
+        """The items ranking excludes at `stage`: the input row, or `test_seen` for test."""
+        if stage == "test" and self.test_seen is not None:
+            return self.test_seen
+        return self.stage(stage)[0]
 
     def eval_users(self, stage: str) -> np.ndarray:
         """Dense ids of users with at least one target at `stage` ('valid' or 'test')."""
@@ -229,15 +238,24 @@ def _lookup(vocab: np.ndarray, raw: np.ndarray) -> np.ndarray:
     return index[np.searchsorted(vocab[index], raw)].astype(np.int32)
 
 
-def presplit(train: Interactions, valid: Interactions | None, test: Interactions) -> Split:
+def presplit(
+    train: Interactions,
+    valid: Interactions | None,
+    test: Interactions,
+    test_input: str = "train_valid",
+) -> Split:
     """A split given as separate files (e.g. IRGAN/CFGAN train/test, DiffRec train/valid/test).
 
     The three are mapped to one vocabulary (`align_vocab`; call it too to get the raw ↔ dense
     id maps). Users and items that appear only in valid or test stay in the vocabulary: they
     are part of the catalogue and of the ranking, with no training events (dropping them would
     silently shrink the test set and change the metrics). valid=None → no validation stage.
-    test_input = train ++ valid, so test ranking excludes both.
+    test_input='train_valid': the test input is train ++ valid, and ranking excludes both.
+    test_input='train' (DiffRec): the model reads the train rows only; ranking still excludes
+    train ++ valid (`Split.test_seen`).
     """
+    if test_input not in ("train_valid", "train"):
+        raise ConfigError(f"data.test_input={test_input!r}: expected train_valid or train")
     parts = (train, test) if valid is None else (train, valid, test)
     aligned = align_vocab(*parts)
     seqs = [p.sequences() for p in aligned]
@@ -252,8 +270,9 @@ def presplit(train: Interactions, valid: Interactions | None, test: Interactions
         train=tr,
         valid_input=tr,
         valid_target=va,
-        test_input=_concat(tr, va),
+        test_input=_concat(tr, va) if test_input == "train_valid" else tr,
         test_target=te,
+        test_seen=None if test_input == "train_valid" else _concat(tr, va),
     )
 
 
