@@ -9,6 +9,8 @@ without sharding annotations, and GSPMD propagates the shardings fixed at the ji
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,9 +51,34 @@ def make_mesh(data: int = -1, model: int = 1, devices=None) -> Mesh:
 
 
 def logical_shardings(mesh: Mesh, boxed_tree):
-    """NamedShardings for a tree whose leaves may be `nn.LogicallyPartitioned` boxes."""
+    """NamedShardings for a tree whose leaves may be `nn.LogicallyPartitioned` boxes.
+
+    A dimension that the mesh axes do not divide (e.g. 60 items over `model` = 8) is
+    replicated rather than refused, with a warning: the sharded lookup falls back to `take`
+    for such tables (`lookup`), so the numbers stay the same, only the memory is not split.
+    """
     specs = nn.get_partition_spec(boxed_tree)
-    return nn.logical_to_mesh_sharding(specs, mesh, RULES)
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, RULES)
+    shapes = nn.meta.unbox(boxed_tree)
+
+    def fit(sh: NamedSharding, leaf):
+        shape = getattr(leaf, "shape", ())
+        spec = list(sh.spec) + [None] * (len(shape) - len(sh.spec))
+        fixed = []
+        for size, axes in zip(shape, spec, strict=False):
+            names = (axes,) if isinstance(axes, str) else tuple(axes or ())
+            ways = int(np.prod([mesh.shape[a] for a in names])) if names else 1
+            if ways > 1 and size % ways:
+                warnings.warn(
+                    f"an array of shape {tuple(shape)} cannot split {size} rows over mesh "
+                    f"axes {names} ({ways} ways): replicated instead",
+                    stacklevel=2,
+                )
+                axes = None
+            fixed.append(axes)
+        return NamedSharding(mesh, PartitionSpec(*fixed))
+
+    return jax.tree.map(fit, shardings, shapes, is_leaf=lambda x: isinstance(x, NamedSharding))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

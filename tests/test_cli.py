@@ -170,6 +170,7 @@ def test_sharded_training_matches_one_device(tmp_path, shape):
         None,
         [
             *TINY,
+            "data.synthetic.num_items=64",  # 8 | 64: the tables really split 8 and 4 ways
             "train.epochs=1",
             "eval.protocols=[full]",
             "eval.baselines=[]",
@@ -181,6 +182,7 @@ def test_sharded_training_matches_one_device(tmp_path, shape):
         None,
         [
             *TINY,
+            "data.synthetic.num_items=64",  # 8 | 64: the tables really split 8 and 4 ways
             "train.epochs=1",
             "eval.protocols=[full]",
             "eval.baselines=[]",

@@ -8,85 +8,24 @@ import warnings
 import jax
 import numpy as np
 import pytest
+from tiny_families import FAMILIES, overrides
 
 from jaxrec import cli, evaluation
 from jaxrec.export import export_run
 from jaxrec.scorer import ScorerError, UnknownIdError, exported_score, load_scorer
 
-TINY = [
-    "data.synthetic.num_users=120",
-    "data.synthetic.num_items=60",
-    "data.synthetic.mean_length=8",
-    "loss.n_sample=16",
-    "train.batch_size=16",
-    "train.steps_per_call=4",
-    "train.epochs=1",
-    "eval.max_history=16",
-]
-GAN_AE = [
-    "data.split=temporal_ratio",
-    "eval.protocols=[full]",
-    "optim.name=adam",
-    "optim.learning_rate=0.001",
-]
-# Every family: (model name, extra overrides). Equality with the jitted score is checked for
-# all of them; the serving behaviours (buckets, threads, errors) on SERVED.
-FAMILIES = [
-    ("gru4rec", ["model.gru4rec.layers=[16]"]),
-    (
-        "caser",
-        [
-            "model.caser.embedding=8",
-            "model.caser.horizontal_filters=4",
-            "model.caser.vertical_filters=2",
-        ],
-    ),  # fmt: skip
-    (
-        "nextitnet",
-        [
-            "model.nextitnet.embedding=16",
-            "model.nextitnet.dilations=[1,2]",
-            "model.nextitnet.max_length=12",
-        ],
-    ),  # fmt: skip
-    ("multvae", [*GAN_AE, "model.vae.layers=[16,8]"]),
-    ("multdae", [*GAN_AE, "model.vae.layers=[16,8]"]),
-    ("cdae", [*GAN_AE, "model.cdae.hidden=8"]),
-    (
-        "autorec",
-        [*GAN_AE, "model.autorec.hidden=8", "data.format=movielens-100k", "eval.metric=rmse"],
-    ),
-    (
-        "cfgan",
-        [
-            *GAN_AE,
-            "model.cfgan.generator=[16]",
-            "model.cfgan.discriminator=[8]",
-            "model.cfgan.g_batch_size=8",
-            "model.cfgan.d_batch_size=16",
-        ],
-    ),  # fmt: skip
-    ("irgan", [*GAN_AE, "model.irgan.pretrain_epochs=1", "model.irgan.embedding=8"]),
-]
 SERVED = ["gru4rec", "cdae"]  # one that reads only items, one that also needs the user id
 _CACHE: dict = {}
 
 
-def _train(workdir, model, extra):
-    argv = ["train", "--workdir", str(workdir), "--set", f"model.name={model}"]
-    for s in TINY + extra:
-        argv += ["--set", s]
-    assert cli.main(argv) == 0
-    return cli._restore_best(str(workdir))
-
-
 def _exported(model, tmp_path_factory, ratings_file):
     if model not in _CACHE:
-        extra = dict(FAMILIES)[model]
         root = tmp_path_factory.mktemp(model)
-        if model == "autorec":  # explicit ratings; the synthetic default has none
-            extra = [*extra, f"data.source={ratings_file(root / 'u.data')}"]
-        run, best = _train(root / "work", model, extra)
+        argv = ["train", "--workdir", str(root / "work")]
+        for s in overrides(model, root, ratings_file):
+            argv += ["--set", s]
+        assert cli.main(argv) == 0
+        run, best = cli._restore_best(str(root / "work"))
         path = export_run(run, best, root / "scorer", max_k=20)
         _CACHE[model] = run, best, path, root
     return _CACHE[model]
@@ -273,3 +212,33 @@ def test_cli_export_recommend_and_embed(exported, tmp_path):
     ids, mask = hist.padded(np.array([u0], np.int32), 16)
     want = jax.jit(run.task.represent)(best, np.array([u0], np.int32), ids, mask)
     np.testing.assert_allclose(vectors[user_rows[0]], np.asarray(want)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_concurrent_callers_get_the_serial_answers(exported):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, _, path, _ = exported
+    scorer = load_scorer(path)
+    items, users = scorer.item_vocab.tolist(), scorer.user_vocab.tolist()
+    rng = np.random.default_rng(0)
+    requests = [
+        (
+            [items[i] for i in rng.choice(len(items), rng.integers(1, 6), replace=False)],
+            users[rng.integers(len(users))],
+            int(rng.integers(1, 11)),
+        )
+        for _ in range(50)
+    ]
+    serial = [scorer.recommend([h], k=k, users=[u]) for h, u, k in requests]
+
+    def caller(t):  # 500 requests per thread, each thread in its own order
+        order = np.random.default_rng(t).integers(len(requests), size=500)
+        return [(j, scorer.recommend([requests[j][0]], k=requests[j][2], users=[requests[j][1]]))
+                for j in order]  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [a for part in pool.map(caller, range(8)) for a in part]
+    assert len(answers) == 8 * 500
+    for j, (ids, scores) in answers:
+        np.testing.assert_array_equal(ids, serial[j][0])
+        np.testing.assert_array_equal(scores, serial[j][1])

@@ -54,3 +54,17 @@ def test_two_stage_top_k_equals_lax_top_k_with_ties(num_items):
         v, i = jax.jit(lambda s: sharding.top_k(s, k))(sharded)
     np.testing.assert_array_equal(np.asarray(i), np.asarray(want_i))
     np.testing.assert_array_equal(np.asarray(v), np.asarray(want_v))
+
+
+def test_logical_shardings_replicate_rows_the_mesh_does_not_divide():
+    from flax import linen as nn
+
+    mesh = sharding.make_mesh(1, 8)
+    tree = {
+        n: nn.LogicallyPartitioned(jax.ShapeDtypeStruct((n, 4), jnp.float32), ("items", "embed"))
+        for n in (60, 64)
+    }
+    with pytest.warns(UserWarning, match="cannot split 60 rows"):
+        got = sharding.logical_shardings(mesh, tree)
+    assert got[64].spec == jax.sharding.PartitionSpec("model", None)
+    assert got[60].spec == jax.sharding.PartitionSpec(None, None)
