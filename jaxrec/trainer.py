@@ -381,13 +381,24 @@ def report(run: Run, params, writer: MetricWriter, say) -> dict:
     rows += evaluate_baselines(run, "test")
     for name, r in rows:
         writer.write(0, {"system": name, **r}, "test")
-    ks = run.cfg.eval.ks[:1]
+    ks = run.cfg.eval.ks[:2]
+    # One target per user (leave-one-out): HR/NDCG/MRR; several (held-out sets): Recall/NDCG/P.
+    _, targets = run.split.stage("test")
+    several = int(targets.lengths.max(initial=0)) > 1
     for protocol in run.cfg.eval.protocols:
         sel = [(n, r) for n, r in rows if r["protocol"].startswith(protocol)]
         if not sel:
             continue
         label = "full ranking, all items" if protocol == "full" else sel[0][1]["protocol"]
-        keys = tuple(f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "mrr"))
+        names = (
+            ("recall", "ndcg", "precision")
+            if several and protocol == "full"
+            else ("hr", "ndcg", "mrr")
+        )
+        if "recall" in names:
+            den = {"all": "|targets|", "min": "min(K, |targets|)"}
+            label += f"; recall = hits / {den.get(sel[0][1]['recall_denominator'], '?')}"
+        keys = tuple(f"{m}@{k}" for k in ks for m in names)
         say(f"\ntest ({label}; {sel[0][1]['num_users']} users, split {run.split.name}):")
         say(results_table(sel, keys))
     # Results of a task's own `evaluate` hook (e.g. rating RMSE) under their own protocol.

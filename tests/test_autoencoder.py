@@ -247,9 +247,8 @@ TINY = [
 ]
 
 
-@pytest.mark.parametrize(
-    "name", ["multvae", *(pytest.param(n, marks=pytest.mark.slow) for n in ("multdae", "cdae"))]
-)
+@pytest.mark.parametrize("name", ["multvae", "multdae", "cdae"])
+@pytest.mark.slow  # the CLI path is covered for every family by tests/test_export.py
 def test_cli_train_end_to_end(tmp_path, capsys, name):
     wd = tmp_path / name
     # EASE once is enough (it has its own test); the others only run popularity beside.

@@ -113,6 +113,7 @@ def _final_params(wd):
     return jax.tree.map(np.asarray, best)
 
 
+@pytest.mark.slow  # the same promise, faster: tests/test_reliability.py (crash cases)
 def test_sigterm_then_rerun_is_bit_identical_to_uninterrupted(tmp_path):
     """Kill the run mid-training with SIGTERM, rerun the same command: same final numbers."""
     args = _sets(["train.epochs=4", "data.synthetic.num_users=400"])

@@ -99,6 +99,7 @@ def _final_params(workdir):
     return {k: np.asarray(v) for k, v in state["params"].items()}
 
 
+@pytest.mark.slow  # ~1 min on 2 cores: three runs on three meshes
 def test_checkpoint_from_8_devices_resumes_on_2_and_on_1(tmp_path):
     """Saved on an 8-device mesh after epoch 1, continued to epoch 2 on 2 and on 1 device:
     both continue, and agree with the uninterrupted 8-device run."""

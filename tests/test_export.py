@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from tiny_families import FAMILIES, overrides
 
-from jaxrec import cli, evaluation
+from jaxrec import cli, evaluation, trainer
+from jaxrec.config import load_config
 from jaxrec.export import export_run
 from jaxrec.scorer import ScorerError, UnknownIdError, exported_score, load_scorer
 
@@ -19,13 +20,20 @@ _CACHE: dict = {}
 
 
 def _exported(model, tmp_path_factory, ratings_file):
+    """SERVED models are trained with `jaxrec train` (the CLI tests read their workdir); the
+    others are exported at their initial parameters, which test the export just as well."""
     if model not in _CACHE:
         root = tmp_path_factory.mktemp(model)
-        argv = ["train", "--workdir", str(root / "work")]
-        for s in overrides(model, root, ratings_file):
-            argv += ["--set", s]
-        assert cli.main(argv) == 0
-        run, best = cli._restore_best(str(root / "work"))
+        sets = overrides(model, root, ratings_file)
+        if model in SERVED:
+            argv = ["train", "--workdir", str(root / "work")]
+            for s in sets:
+                argv += ["--set", s]
+            assert cli.main(argv) == 0
+            run, best = cli._restore_best(str(root / "work"))
+        else:
+            run = trainer.prepare(load_config(None, sets))
+            best = run.state.params
         path = export_run(run, best, root / "scorer", max_k=20)
         _CACHE[model] = run, best, path, root
     return _CACHE[model]
