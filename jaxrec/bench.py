@@ -51,34 +51,53 @@ _SCALE = [
     "train.batch_size=256",
     "train.steps_per_call=8",
 ]
+_SCORER = ["model.gru4rec.layers=[64]", "data.synthetic.num_users=300",
+           "data.synthetic.mean_length=20", "eval.max_history=50"]  # fmt: skip
+
+
+def _scale(sizes):
+    return [("embedding-scale", "gru4rec", None,
+             [*_SCALE, f"data.synthetic.num_items={n}", f"optim.sparse={s}"])
+            for n in sizes for s in ("true", "false")]  # fmt: skip
+
+
+def _serving(sizes):
+    return [
+        ("scorer", "gru4rec", None, [*_SCORER, f"data.synthetic.num_items={n}"]) for n in sizes
+    ] + [  # fmt: skip
+        (
+            "embedding-shards",
+            "gru4rec",
+            None,
+            [*_SCALE, "data.synthetic.num_items=1000000", "optim.sparse=true"],
+        )  # fmt: skip
+    ]
+
+
+_TRAIN = [
+    ("train", "gru4rec", "gru4rec_games.yaml", []),
+    ("train", "caser", "caser_games.yaml", []),
+    ("train", "nextitnet", "nextitnet_games.yaml", []),
+    ("train", "multvae", "multvae_ml1m.yaml", []),
+    ("train", "multdae", "multdae_ml1m.yaml", []),
+    ("train", "cdae", "cdae_ml1m.yaml", []),
+    ("train", "cfgan", "cfgan_ml100k.yaml", []),
+    ("train", "irgan", "irgan_ml100k.yaml", []),
+]
+_MACHINE = [("machine", "-", None, [])]
 SUITES = {
-    "quick": {
-        "calls": 10,
-        "repeats": 3,
-        "cases": [
-            ("machine", "-", None, []),
-            ("train", "gru4rec", "gru4rec_games.yaml", []),
-            ("train", "caser", "caser_games.yaml", []),
-            ("train", "nextitnet", "nextitnet_games.yaml", []),
-            ("train", "multvae", "multvae_ml1m.yaml", []),
-            ("train", "multdae", "multdae_ml1m.yaml", []),
-            ("train", "cdae", "cdae_ml1m.yaml", []),
-            ("train", "cfgan", "cfgan_ml100k.yaml", []),
-            ("train", "irgan", "irgan_ml100k.yaml", []),
-        ]
-        + [
-            (
-                "scale",
-                "gru4rec",
-                None,
-                [*_SCALE, f"data.synthetic.num_items={n}", f"optim.sparse={s}"],
-            )
-            for n in (10_000, 100_000, 1_000_000)
-            for s in ("true", "false")
-        ],
-    },
-}
-SUITES["full"] = {**SUITES["quick"], "calls": 50, "repeats": 5}
+    "quick": {"calls": 10, "repeats": 3, "cases": _MACHINE + _TRAIN
+              + _scale((10_000, 100_000, 1_000_000)) + _serving((10_000, 100_000, 1_000_000))},
+    "full": {"calls": 50, "repeats": 5, "cases": _MACHINE + _TRAIN
+             + _scale((10_000, 100_000, 1_000_000, 10_000_000))
+             + _serving((10_000, 100_000, 1_000_000))},
+    "embedding-scale": {"calls": 20, "repeats": 3, "cases": _MACHINE
+                        + _scale((10_000, 100_000, 1_000_000, 10_000_000))
+                        + _serving(())},
+    "scorer": {"calls": 30, "repeats": 1, "cases": _serving((10_000, 100_000, 1_000_000))[:-1]},
+}  # fmt: skip
+# Cases that need several devices run on 8 fake CPU devices (memory accounting, not speed).
+_CPU_DEVICES = {"embedding-shards": 8}
 
 
 def context(cfg_dict: dict | None = None) -> dict:
@@ -178,13 +197,16 @@ def run_case(case: dict) -> list[dict]:
     import numpy as np
 
     from jaxrec import sharding, trainer
+    from jaxrec.bench_serving import scorer_case, shard_memory_case
     from jaxrec.config import load_config, to_dict
 
     cfg = load_config(case["config"], case["set"])
-    run = trainer.prepare(cfg)
+    serving = {"scorer": scorer_case, "embedding-shards": shard_memory_case}.get(case["benchmark"])
+    run = None if serving else trainer.prepare(cfg)
     ctx = context(to_dict(cfg))
+    num_items = cfg.data.synthetic.num_items if run is None else run.split.num_items
     base_params = {"batch_size": cfg.train.batch_size, "steps_per_call": cfg.train.steps_per_call,
-                   "num_items": run.split.num_items, **case.get("params", {})}  # fmt: skip
+                   "num_items": num_items, **case.get("params", {})}  # fmt: skip
     records: list[dict] = []
 
     def add(metric, value, unit, params=None, spread=None):
@@ -195,6 +217,10 @@ def run_case(case: dict) -> list[dict]:
             rec["spread"] = [float(x) for x in spread]
         records.append(rec)
 
+    if serving is not None:
+        serving(case, add)
+        _peak_memory_records(add)
+        return records
     it = iter(run.task.dataset(0, 1))
     step = jax.jit(run.task.train_step, donate_argnums=0)
     key = jax.random.key(0)
@@ -306,17 +332,21 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
         case = {"benchmark": benchmark, "config": None if path is None else str(path),
                 "set": [*overrides, "train.epochs=1000", "train.progress=false"],
                 "calls": spec["calls"], "repeats": spec["repeats"], "warmup": 3,
-                "params": {"update": "sparse" if "optim.sparse=true" in overrides else "dense"}
-                if benchmark == "scale" else {}}  # fmt: skip
-        if benchmark == "scale":
+                "params": {"update": "sparse" if "optim.sparse=true" in overrides else "dense",
+                           "shards": 1} if benchmark == "embedding-scale" else {}}  # fmt: skip
+        if config is None:
             case["set"].insert(0, f"model.name={model}")
         if benchmark == "machine":
             case["set"] = []
-        label = f"{benchmark}/{model}" + (f" {overrides[-2:]}" if benchmark == "scale" else "")
+        label = f"{benchmark}/{model}" + (f" {overrides[-2:]}" if config is None else "")
+        case_env = env
+        if benchmark in _CPU_DEVICES:
+            case_env = {**env, "JAX_PLATFORMS": "cpu",
+                        "JAX_NUM_CPU_DEVICES": str(_CPU_DEVICES[benchmark])}  # fmt: skip
         print(f"bench: {label} ...", flush=True)
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "jaxrec.bench", "--case", json.dumps(case)],
-                              capture_output=True, text=True, env=env)  # fmt: skip
+                              capture_output=True, text=True, env=case_env)  # fmt: skip
         lines = [x for x in proc.stdout.splitlines() if x.startswith("RECORDS ")]
         if proc.returncode or not lines:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]

@@ -27,6 +27,8 @@ def table(records: list[dict], skipped: list[str] = ()) -> str:
     """One row per (system, benchmark, model, dataset[, catalogue, update]); the context once."""
     rows: dict[tuple, dict] = defaultdict(dict)
     for r in records:
+        if r["benchmark"] in _OWN_TABLES:
+            continue
         metric = r["metric"]
         if metric == "peak_memory" and r["params"].get("memory") != "host_rss":
             metric = "peak_device_memory"
@@ -72,10 +74,62 @@ def table(records: list[dict], skipped: list[str] = ()) -> str:
         )
         out.append("")
     out += lines
-    out += _utilisation(records)
+    out += _utilisation(records) + _scorer_table(records) + _shards_table(records)
     if skipped:
         out += ["", "Not measured:", *[f"- {s}" for s in skipped]]
     return "\n".join(out) + "\n"
+
+
+_OWN_TABLES = ("machine", "scorer", "embedding-shards")
+
+
+def _scorer_table(records: list[dict]) -> list[str]:
+    """Scorer latency per catalogue and request count, by path (see jaxrec.bench_serving)."""
+    lat: dict[tuple, dict] = defaultdict(dict)
+    for r in records:
+        if r["benchmark"] == "scorer" and r["metric"].startswith("scorer_latency"):
+            p = r["params"]
+            lat[(p["num_items"], p["requests"])][(p["path"], r["metric"][-3:])] = r["value"]
+    if not lat:
+        return []
+    out = ["", "Scorer latency (ms, top-100, GRU4Rec 64 units; p50 unless noted):", "",
+           "| items | requests | exported p50 | exported p99 | jitted in process | exported ÷ jitted "
+           "| recommend() with raw ids | numpy brute force | numpy ÷ exported |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (items, b), v in sorted(lat.items()):
+        e, j = v.get(("exported", "p50")), v.get(("jitted", "p50"))
+        n, f = v.get(("numpy", "p50")), v.get(("recommend()", "p50"))
+        cells = [f"{items:,}", str(b)] + [
+            "" if x is None else f"{x:.2f}" for x in (e, v.get(("exported", "p99")), j)
+        ]
+        cells.append(f"{e / j:.2f}" if e and j else "")
+        cells += ["" if x is None else f"{x:.2f}" for x in (f, n)]
+        cells.append(f"{n / e:.1f}" if n and e else "")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def _shards_table(records: list[dict]) -> list[str]:
+    """Per-device bytes of the item tables and optimizer state against total / n."""
+    by: dict[int, dict] = defaultdict(dict)
+    for r in records:
+        if r["benchmark"] == "embedding-shards" and "shards" in r["params"]:
+            by[r["params"]["shards"]][r["metric"]] = r
+    if not by:
+        return []
+    out = ["", "Item tables + optimizer state per device, row-sharded over `model` (GRU4Rec, "
+           "1M items, 8 CPU devices):", "",
+           "| shards | tables per device (MiB) | ideal total ÷ n (MiB) | ratio | compiled step "
+           "arguments per device (MiB) | compiled step temp (MiB) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    mib = 2**20
+    for n, m in sorted(by.items()):
+        t = m["table_bytes_per_device"]
+        extra = [m.get("step_argument_bytes_per_device"), m.get("step_temp_bytes_per_device")]
+        cells = [str(n), f"{t['value'] / mib:,.1f}", f"{t['params']['ideal'] / mib:,.1f}",
+                 f"{t['value'] / t['params']['ideal']:.3f}"]  # fmt: skip
+        cells += ["" if x is None else f"{x['value'] / mib:,.1f}" for x in extra]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 def _utilisation(records: list[dict]) -> list[str]:
@@ -122,7 +176,8 @@ def plots(records: list[dict], out: Path) -> list[Path]:
         written.append(out / "train_throughput.png")
         fig.savefig(written[-1], dpi=120)
         plt.close(fig)
-    scale = [r for r in records if r["benchmark"] == "scale" and r["metric"] == "step_time_p50"]
+    scale = [r for r in records
+             if r["benchmark"] == "embedding-scale" and r["metric"] == "step_time_p50"]  # fmt: skip
     if scale:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         for update in ("sparse", "dense"):

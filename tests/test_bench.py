@@ -51,7 +51,7 @@ def test_records_have_every_field_and_metric(records):
 def test_report_table_and_plots(records, tmp_path):
     text = table(records, ["caser: configs/caser_games.yaml not found"])
     assert "| jaxrec | train | gru4rec |" in text and "Not measured" in text
-    scale = [dict(r, benchmark="scale", params={**r["params"], "update": u, "num_items": n})
+    scale = [dict(r, benchmark="embedding-scale", params={**r["params"], "update": u, "num_items": n})
              for r in records if r["metric"] == "step_time_p50"
              for u in ("sparse", "dense") for n in (10, 100)]  # fmt: skip
     pytest.importorskip("matplotlib", reason="plots need the optional 'bench' extra")
@@ -82,6 +82,59 @@ def test_step_cost_multiplies_the_scanned_calls():
     flops, _ = bench._step_cost(one, 1)
     assert flops == pytest.approx(2 * 64**3, rel=0.01)
     assert bench._step_cost(one, 8)[0] == pytest.approx(8 * flops)
+
+
+SERVING = [
+    "model.name=gru4rec",
+    "data.synthetic.num_users=120",
+    "data.synthetic.num_items=64",
+    "data.synthetic.mean_length=8",
+    "model.gru4rec.layers=[16]",
+    "loss.n_sample=16",
+    "train.batch_size=16",
+    "eval.max_history=16",
+]
+
+
+def test_scorer_case_times_four_paths_and_numpy_agrees():
+    import jax
+    import numpy as np
+
+    from jaxrec import trainer
+    from jaxrec.bench_serving import _numpy_top_k
+    from jaxrec.config import load_config
+    from jaxrec.export import _recommend_fn
+
+    case = {"benchmark": "scorer", "config": None, "set": SERVING, "calls": 2, "repeats": 1}
+    records = bench.run_case(case)
+    lat = {(r["params"]["path"], r["params"]["requests"]) for r in records
+           if r["metric"] == "scorer_latency_p50"}  # fmt: skip
+    assert lat == {(p, b) for p in ("exported", "jitted", "recommend()", "numpy")
+                   for b in (1, 32, 256)}  # fmt: skip
+    assert "Scorer latency" in table(records)
+    # The numpy brute force returns the model's own top-k.
+    run = trainer.prepare(load_config(None, SERVING))
+    params = jax.device_get(run.state.params)
+    hist, _ = run.split.stage("test")
+    users = np.arange(8, dtype=np.int32)
+    ids, mask = hist.padded(users, 16)
+    want, _ = jax.jit(_recommend_fn(run.task.score, 10))(params, users, ids, mask, ids, mask)
+    h = np.asarray(jax.jit(run.task.represent)(params, users, ids, mask))
+    got = _numpy_top_k(h, np.asarray(params["Wy"]), np.asarray(params["By"]).reshape(-1), ids,
+                       mask, 10)  # fmt: skip
+    np.testing.assert_array_equal(got, np.asarray(want))
+
+
+@pytest.mark.slow  # four meshes compiled: ~40 s on 2 cores
+def test_shard_case_splits_tables_evenly():
+    case = {"benchmark": "embedding-shards", "config": None, "set": SERVING, "calls": 1,
+            "repeats": 1}  # fmt: skip
+    records = bench.run_case(case)
+    tables = {r["params"]["shards"]: r for r in records if r["metric"] == "table_bytes_per_device"}
+    assert sorted(tables) == [1, 2, 4, 8]
+    for n, r in tables.items():
+        assert r["value"] == r["params"]["ideal"] == r["params"]["total"] / n
+    assert "ideal total ÷ n" in table(records)
 
 
 def test_percentile_is_nearest_rank():
