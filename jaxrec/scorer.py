@@ -94,8 +94,9 @@ class Scorer:
     def _batch(self, inputs, users, exclude, exclude_seen: bool, unknown: str):
         if unknown not in ("error", "skip"):
             raise ValueError(f"unknown must be 'error' or 'skip', got {unknown!r}")
-        if isinstance(inputs, str | bytes) or not isinstance(inputs, Sequence):
-            raise TypeError("inputs must be a list of raw-id lists, one per request")
+        _check_requests(inputs, "inputs")
+        if exclude is not None:
+            _check_requests(exclude, "exclude")
         n, L = len(inputs), self.history_length
         if users is None:
             if self.uses_user_ids:
@@ -171,6 +172,27 @@ class Scorer:
         return np.asarray(self._score(self.params, users_a, hist_ids, hist_mask))[:n]
 
 
+_ID_TYPES = (str, int, np.integer, np.str_)
+
+
+def _check_requests(rows, name: str) -> None:
+    """`rows` must be a rank-2 list: one list of raw ids (str or int) per request."""
+    if isinstance(rows, str | bytes) or not isinstance(rows, Sequence | np.ndarray):
+        raise ScorerError(
+            f"{name} must be a list of raw-id lists, one per request; got {type(rows).__name__}"
+        )
+    for r, row in enumerate(rows):
+        if isinstance(row, str | bytes) or not isinstance(row, Sequence | np.ndarray):
+            raise ScorerError(
+                f"{name}[{r}] must be a list of raw ids (one request); got {type(row).__name__}"
+            )
+        for j, raw in enumerate(row):
+            if not isinstance(raw, _ID_TYPES) or isinstance(raw, bool):
+                raise ScorerError(
+                    f"{name}[{r}][{j}] is a {type(raw).__name__}; raw ids are strings or integers"
+                )
+
+
 def _deserialize(path: Path):
     try:
         return export.deserialize(bytearray(path.read_bytes()))
@@ -191,6 +213,15 @@ def verify(path: str | Path) -> dict:
         raise ScorerError(f"{path}: not a jaxrec scorer (no metadata.json)") from None
     except (OSError, ValueError) as e:
         raise ScorerError(f"{meta_path}: unreadable metadata: {e}") from None
+    cc = metadata.get("calling_convention_version")
+    lo = export.minimum_supported_calling_convention_version
+    hi = export.maximum_supported_calling_convention_version
+    if not isinstance(cc, int) or not lo <= cc <= hi:
+        raise ScorerError(
+            f"{meta_path}: exported with jax {metadata.get('jax_version')} (calling convention "
+            f"{cc!r}); this jax {jax.__version__} reads conventions {lo}..{hi}: re-export it "
+            "with this jax, or load it with the jax it was made with"
+        )
     if metadata.get("format_version") != FORMAT_VERSION:
         raise ScorerError(
             f"{meta_path}: artifact format {metadata.get('format_version')!r}, this jaxrec "

@@ -9,10 +9,10 @@ import numpy as np
 import optax
 import pytest
 from flax import linen as nn
+from tiny import task_setup
 
 from jaxrec import baselines, evaluation, losses, sharding
-from jaxrec.config import CFGANConfig, IRGANConfig, load_config
-from jaxrec.data.load import load_split
+from jaxrec.config import CFGANConfig, IRGANConfig
 from jaxrec.models.cfgan import CFGANDiscriminator, CFGANGenerator
 from jaxrec.models.irgan import MF
 from jaxrec.tasks import adversarial
@@ -38,15 +38,7 @@ SLOW_IRGAN = pytest.param("irgan", marks=pytest.mark.slow)
 
 
 def _setup(name, extra=()):
-    cfg = load_config(None, [f"model.name={name}", *TINY, *extra])
-    _, split = load_split(cfg.data)
-    task = adversarial.build(cfg, split)
-    state = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)))(jax.random.key(0))
-    batches = []
-    for b in task.dataset(0, 1):
-        b.pop("_epoch"), b.pop("_last")
-        batches.append(b)
-    return cfg, split, task, state, batches
+    return task_setup([f"model.name={name}", *TINY, *extra])
 
 
 @functools.cache
@@ -245,7 +237,8 @@ def _ndcg(cfg, split, task, params):
     return r["ndcg@10"]
 
 
-@pytest.mark.parametrize("name", ["cfgan", SLOW_IRGAN])
+@pytest.mark.slow  # quality runs: configs/cfgan_ml100k.yaml, irgan_ml100k.yaml
+@pytest.mark.parametrize("name", ["cfgan", "irgan"])
 def test_training_beats_the_untrained_generator_and_popularity(name):
     extra = ("model.cfgan.mode=user", "train.epochs=40", "optim.learning_rate=0.01")
     extra += ("model.cfgan.d_learning_rate=0.01", "model.cfgan.g_l2=0")

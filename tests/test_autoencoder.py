@@ -8,12 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import linen as nn
+from tiny import task_setup
 
 from jaxrec import baselines, sharding
 from jaxrec.cli import main
-from jaxrec.config import load_config
-from jaxrec.data.load import load_split
 from jaxrec.evaluation import evaluate
 from jaxrec.tasks import autoencoder
 
@@ -39,15 +37,7 @@ MODELS = ("multvae", "multdae", "cdae")
 @functools.cache
 def _setup(name, extra=()):
     """(cfg, split, task, initial state, batches), shared by the tests (never donate them)."""
-    cfg = load_config(None, [*SMALL, f"model.name={name}", *extra])
-    _, split = load_split(cfg.data)
-    task = autoencoder.build(cfg, split)
-    state = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)))(jax.random.key(0))
-    batches = []
-    for b in task.dataset(0, 1):
-        b.pop("_epoch"), b.pop("_last")
-        batches.append(b)
-    return cfg, split, task, state, batches
+    return task_setup([*SMALL, f"model.name={name}", *extra])
 
 
 @functools.cache

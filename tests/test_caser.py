@@ -7,14 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import linen as nn
+from tiny import task_setup
 
 from jaxrec import baselines, evaluation, sharding
 from jaxrec.cli import main
-from jaxrec.config import load_config
-from jaxrec.data.splits import leave_one_out
-from jaxrec.data.synthetic import generate
 from jaxrec.models.caser import Caser
-from jaxrec.tasks import cnn
 
 SMALL = [
     "model.name=caser",
@@ -28,15 +25,7 @@ SMALL = [
 
 
 def _setup(extra=()):
-    cfg = load_config(None, [*SMALL, *extra])
-    s = cfg.data.synthetic
-    split = leave_one_out(generate(s.num_users, s.num_items, s.mean_length, s.num_clusters))
-    task = cnn.build(cfg, split)
-    state = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)))(jax.random.key(0))
-    batches = []
-    for b in task.dataset(0, 1):
-        b.pop("_epoch"), b.pop("_last")
-        batches.append(b)
+    _, split, task, state, batches = task_setup([*SMALL, *extra])
     return task, state, batches, split
 
 
@@ -107,6 +96,7 @@ def test_training_lowers_loss_and_beats_popularity():
     assert model["ndcg@10"] > 2 * pop["ndcg@10"], (model, pop)
 
 
+@pytest.mark.slow  # the same row-wise machinery: tests/test_sequential.py, test_nextitnet.py
 def test_sparse_row_updates_equal_dense_updates():
     extra = ["optim.name=adagrad", "optim.learning_rate=0.05", "model.caser.dropout=0"]
     task_s, state_s, batches, _ = _setup([*extra, "optim.sparse=true"])

@@ -209,6 +209,7 @@ def test_sharded_training_matches_one_device(tmp_path, shape):
     np.testing.assert_allclose(loss1, loss8, rtol=1e-4)
 
 
+@pytest.mark.slow  # the guard itself: tests/test_reliability.py (on device, both policies)
 def test_non_finite_loss_stops_with_the_step_and_keeps_checkpoints(tmp_path, capsys):
     wd = tmp_path / "w"
     args = ["train", "--workdir", str(wd), *_sets(["train.epochs=1"])]

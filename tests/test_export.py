@@ -8,7 +8,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
-from tiny_families import FAMILIES, overrides
+from tiny import FAMILIES, overrides
 
 from jaxrec import cli, evaluation, trainer
 from jaxrec.config import load_config
@@ -159,6 +159,31 @@ def test_damaged_artifact_is_refused(exported, tmp_path):
         load_scorer(copy)
     with pytest.raises(ScorerError, match="not a jaxrec scorer"):
         load_scorer(tmp_path)
+
+
+def test_incompatible_jax_and_malformed_requests_are_clear_errors(exported, tmp_path):
+    import shutil
+
+    _, _, path, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    meta = json.loads((copy / "metadata.json").read_text())
+    meta["calling_convention_version"], meta["jax_version"] = 99, "9.9.9"
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ScorerError, match="exported with jax 9.9.9"):
+        load_scorer(copy)
+    scorer = load_scorer(path)
+    items, users = scorer.item_vocab.tolist(), scorer.user_vocab[:1].tolist()
+    for bad, where in [
+        (items[:2], "inputs\\[0\\] must be a list"),  # rank 1: one request not wrapped
+        ("abc", "inputs must be a list"),
+        ([[[items[0]]]], "inputs\\[0\\]\\[0\\] is a list"),  # rank 3
+        ([[1.5]], "inputs\\[0\\]\\[0\\] is a float"),  # wrong dtype
+    ]:
+        with pytest.raises(ScorerError, match=where):
+            scorer.recommend(bad, users=users * max(len(bad), 1))
+    with pytest.raises(ScorerError, match="exclude\\[0\\]"):
+        scorer.recommend([items[:1]], users=users, exclude=[items[0]])
 
 
 def test_export_never_loses_an_existing_artifact(exported, monkeypatch):

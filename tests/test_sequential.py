@@ -5,14 +5,10 @@ import functools
 import jax
 import numpy as np
 import pytest
-from flax import linen as nn
+from tiny import task_setup
 
 from jaxrec import sharding
-from jaxrec.config import load_config
-from jaxrec.data.splits import leave_one_out
-from jaxrec.data.synthetic import generate
 from jaxrec.errors import ConfigError
-from jaxrec.tasks import sequential
 
 SMALL = [
     "model.gru4rec.layers=[12]",
@@ -25,15 +21,7 @@ SMALL = [
 
 
 def _setup(extra=()):
-    cfg = load_config(None, [*SMALL, *extra])
-    s = cfg.data.synthetic
-    split = leave_one_out(generate(s.num_users, s.num_items, s.mean_length, s.num_clusters))
-    task = sequential.build(cfg, split)
-    state = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)))(jax.random.key(0))
-    batches = []
-    for b in task.dataset(0, 1):
-        b.pop("_epoch"), b.pop("_last")
-        batches.append(b)
+    _, _, task, state, batches = task_setup([*SMALL, *extra])
     return task, state, batches
 
 

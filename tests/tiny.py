@@ -1,4 +1,4 @@
-"""Tiny overrides per model family, shared by the tests that cover every family.
+"""Tiny runs shared by the tests: overrides per model family and a task built from overrides.
 
 (model name, overrides) on the synthetic data; AutoRec also needs explicit ratings
 (`conftest.ratings_file`): its entry reads `data.format=movielens-100k` and the test adds
@@ -62,3 +62,26 @@ def overrides(model: str, tmp_dir, ratings_file) -> list[str]:
     if model == "autorec":  # explicit ratings; the synthetic default has none
         sets.append(f"data.source={ratings_file(tmp_dir / 'u.data')}")
     return sets
+
+
+def task_setup(sets: list[str]):
+    """(cfg, split, task, initial state, host batches of one epoch) for `--set`s `sets`.
+
+    The batches have `_epoch`/`_last` removed; never donate the returned state.
+    """
+    import jax
+    from flax import linen as nn
+
+    from jaxrec.config import load_config
+    from jaxrec.data.load import load_split
+    from jaxrec.tasks import build_task
+
+    cfg = load_config(None, sets)
+    _, split = load_split(cfg.data)
+    task = build_task(cfg, split)
+    state = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)))(jax.random.key(0))
+    batches = []
+    for b in task.dataset(0, 1):
+        b.pop("_epoch"), b.pop("_last")
+        batches.append(b)
+    return cfg, split, task, state, batches
