@@ -144,7 +144,7 @@ class Checkpointer:
                 step_dir = self.directory / str(step)
                 if step_dir.is_dir() and not (step_dir / MANIFEST).exists():
                     write_manifest(step_dir)
-            if replaced is not None:  # its successor is complete and sealed
+            if replaced is not None and jax.process_index() == 0:  # successor complete, sealed
                 shutil.rmtree(replaced, ignore_errors=True)
         except Exception as e:  # orbax re-raises the background write's error here
             self._error = e
@@ -169,11 +169,17 @@ class Checkpointer:
         and deletes it only once the new one is complete and sealed."""
         self._join()
         replaced = None
+        many = jax.process_count() > 1
         if step in self.manager.all_steps():
             replaced = self.directory.parent / f"{self.directory.name}.replaced" / str(step)
-            replaced.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(replaced, ignore_errors=True)
-            shutil.move(self.directory / str(step), replaced)
+            if jax.process_index() == 0:  # one process moves the shared directory
+                replaced.parent.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(replaced, ignore_errors=True)
+                shutil.move(self.directory / str(step), replaced)
+            if many:
+                from jax.experimental import multihost_utils
+
+                multihost_utils.sync_global_devices(f"jaxrec-replace-{step}")
             self.manager.reload()
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
@@ -188,8 +194,16 @@ class Checkpointer:
                 f"cannot write checkpoint {step} to {self.directory} ({e.strerror or e}); the "
                 "earlier checkpoints are intact. Free some space or fix the permissions and rerun."
             ) from e
-        self._sealer = threading.Thread(target=self._seal, args=([step], replaced), daemon=True)
-        self._sealer.start()
+        if many:
+            # Orbax's wait is a barrier across processes. Every process must reach it in the
+            # same order relative to its other collectives (the next train step's); a
+            # background sealer would interleave them differently per process and deadlock
+            # (seen: a two-process run hung at its last save). So seal here, in line; the
+            # shared directory gets its manifest from process 0 only.
+            self._seal([step] if jax.process_index() == 0 else [], replaced)
+        else:
+            self._sealer = threading.Thread(target=self._seal, args=([step], replaced), daemon=True)
+            self._sealer.start()
         crash_point("checkpoint", delay=0.0)
 
     def _first_intact(self, restore_step, step: int | None, quarantine: bool):
@@ -210,8 +224,13 @@ class Checkpointer:
                     / f"{self.directory.name}.corrupt"
                     / f"{s}-{time.time_ns()}"
                 )
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(step_dir, dest)
+                if jax.process_index() == 0:  # one process moves the shared directory
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(step_dir, dest)
+                if jax.process_count() > 1:
+                    from jax.experimental import multihost_utils
+
+                    multihost_utils.sync_global_devices(f"jaxrec-quarantine-{s}")
                 where = f"; moved it to {dest}"
                 self.manager.reload()
             warnings.warn(

@@ -145,6 +145,7 @@ def _counting(tx):
     return optax.chain(tx, optax.scale_by_schedule(lambda count: 1.0))
 
 
+@pytest.mark.slow  # ~30 s on 2 cores
 def test_update_counts_per_train_step():
     # CFGAN: d_steps passes of B / d_batch updates, g_steps passes of B / g_batch updates.
     cfg, split, task, state, batches = _cached("cfgan")
@@ -295,6 +296,7 @@ def test_jaxrec_train_end_to_end(name, tmp_path, capsys):
     assert 0 <= mine["precision@5"] <= 1 and 0 <= mine["ndcg@10"] <= 1
 
 
+@pytest.mark.slow  # ~35 s: trains a CFGAN through the CLI
 def test_generate_cli_writes_rows_of_real_lengths_and_a_report(tmp_path, capsys):
     import csv
     import json

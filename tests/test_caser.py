@@ -150,6 +150,7 @@ def _run_on_mesh(task, batches, mesh):
     return losses, jax.tree.map(np.asarray, state.params)
 
 
+@pytest.mark.slow  # ~30 s: Caser compiles slowly; sharding is checked for GRU4Rec, NextItNet, AE, GAN by default
 def test_sharded_steps_match_one_device_traced_once():
     task, _, batches, _ = _setup(["optim.name=adam"])
     one = _run_on_mesh(task, batches[:3], sharding.make_mesh(1, 1, devices=jax.devices()[:1]))
