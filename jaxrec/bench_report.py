@@ -140,7 +140,10 @@ def _utilisation(records: list[dict]) -> list[str]:
         return []
     out = ["", f"Machine limits measured in this run: float32 matmul {flops / 1e9:,.1f} GFLOP/s, "
            f"memory bandwidth {bw / 1e9:,.1f} GB/s. Fraction of each reached by the train step "
-           "(XLA cost analysis ÷ median call time):", "",
+           "(XLA cost analysis ÷ median call time). XLA counts every operand of a gather or "
+           "scatter in full, a whole table for a sparse row update, so its bytes overstate the "
+           "traffic of embedding steps: a fraction above 100% marks that count, not the "
+           "machine's speed.", "",
            "| benchmark | model | items | update | GFLOP/s | of matmul peak | GB/s | of bandwidth |",
            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     rows: dict[tuple, dict] = defaultdict(dict)

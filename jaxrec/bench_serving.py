@@ -3,7 +3,7 @@
 `scorer_case`: GRU4Rec at a synthetic catalogue of `num_items`, exported at its initial
 parameters (latency does not depend on training) with `max_k` 100, loaded with
 `jaxrec.load_scorer`. At 1, 32 and 256 requests it times, after a warm-up call, each stopped
-with `block_until_ready`:
+with `block_until_ready`, the four paths taking turns call by call:
 
 - `exported`: the artifact's compiled `recommend` on prepared arrays;
 - `jitted`: the same function (`export._recommend_fn`) jitted in process, same arrays;
@@ -30,15 +30,19 @@ import numpy as np
 REQUESTS = (1, 32, 256)
 
 
-def _times(fn, calls: int) -> list[float]:
+def _interleaved_times(paths: dict, calls: int) -> dict[str, list[float]]:
+    """Seconds of each call of each path, the paths taking turns call by call, so that a
+    change of machine load hits them alike (their ratios are what the table compares)."""
     import jax
 
-    jax.block_until_ready(fn())  # warm-up (and compile)
-    out = []
+    for fn in paths.values():
+        jax.block_until_ready(fn())  # warm-up (and compile)
+    out = {name: [] for name in paths}
     for _ in range(calls):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        out.append(time.perf_counter() - t)
+        for name, fn in paths.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn())
+            out[name].append(time.perf_counter() - t)
     return out
 
 
@@ -85,8 +89,7 @@ def scorer_case(case: dict, add) -> None:
                 "recommend()": lambda i=inputs: scorer.recommend(i, k),
                 "numpy": lambda h=h, a=arrays: _numpy_top_k(h, wy, by, a[3], a[4], k),
             }
-            for path, fn in paths.items():
-                times = _times(fn, case["calls"])
+            for path, times in _interleaved_times(paths, case["calls"]).items():
                 for q in (50, 99):
                     add(f"scorer_latency_p{q}", 1e3 * _percentile(times, q), "ms",
                         {"requests": b, "path": path, "k": k})  # fmt: skip

@@ -119,6 +119,7 @@ def evaluate(
     max_history: int = 200,
     recall_denominator: str = "min",
     seed: int = 0,
+    users: np.ndarray | None = None,
 ) -> dict:
     """Evaluate `score_fn` on `split.eval_users(stage)` → a flat dict of averages.
 
@@ -133,6 +134,8 @@ def evaluate(
     `num_negatives` uniform items outside input + target (`metrics.sample_negatives`, seeded
     per user by `seed`), ties counted for the target. Metrics: hr, ndcg, mrr @k and mrr.
 
+    `users`: evaluate only these of `split.eval_users(stage)` (e.g. a sample, for timing).
+
     Returns {'protocol': 'full' | 'sampled-N', 'stage', 'num_users', '<metric>@<k>': float,
     ..., 'seconds', 'users_per_second'} (+ 'recall_denominator' for full ranking). 'seconds'
     is wall time including host batching, scoring and compilation.
@@ -145,7 +148,8 @@ def evaluate(
     start = time.perf_counter()
     inputs, targets = split.stage(stage)
     seen = split.seen(stage)
-    users = split.eval_users(stage)
+    all_users = split.eval_users(stage)
+    users = all_users if users is None else np.intersect1d(all_users, np.asarray(users))
     # Chunks of users with similar history lengths let a scorer trim its padding
     # (sums do not depend on the order).
     users = users[np.argsort(split.stage(stage)[0].lengths[users], kind="stable")]

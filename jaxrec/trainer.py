@@ -91,7 +91,7 @@ def _first_rows(x, n: int):
     return x[:n]
 
 
-def _evaluate(run: Run, fn, stage: str, protocol: str) -> dict:
+def _evaluate(run: Run, fn, stage: str, protocol: str, users=None) -> dict:
     e = run.cfg.eval
     return evaluation.evaluate(
         fn,
@@ -104,16 +104,18 @@ def _evaluate(run: Run, fn, stage: str, protocol: str) -> dict:
         max_history=e.max_history,
         recall_denominator=e.recall_denominator,
         seed=run.cfg.train.seed,
+        users=users,
     )
 
 
-def evaluate_params(run: Run, params, stage: str, protocols=None) -> list[dict]:
-    """Metrics of `params` on `stage` under each protocol (default: the config's)."""
+def evaluate_params(run: Run, params, stage: str, protocols=None, users=None) -> list[dict]:
+    """Metrics of `params` on `stage` under each protocol (default: the config's), over
+    `users` (default: every user with a target at `stage`)."""
     if run.task.evaluate is not None:
         return [run.task.evaluate(params, stage)]
     fn = score_fn(run, params)
     with jax.set_mesh(run.mesh):  # sharded lookups and two-stage top-K see the mesh
-        return [_evaluate(run, fn, stage, p) for p in (protocols or run.cfg.eval.protocols)]
+        return [_evaluate(run, fn, stage, p, users) for p in (protocols or run.cfg.eval.protocols)]
 
 
 def evaluate_baselines(run: Run, stage: str) -> list[tuple[str, dict]]:
