@@ -117,8 +117,9 @@ def _shards_table(records: list[dict]) -> list[str]:
             by[r["params"]["shards"]][r["metric"]] = r
     if not by:
         return []
+    items = next(iter(by.values()))["table_bytes_per_device"]["params"]["num_items"]
     out = ["", "Item tables + optimizer state per device, row-sharded over `model` (GRU4Rec, "
-           "1M items, 8 CPU devices):", "",
+           f"{items:,} items, 8 CPU devices):", "",
            "| shards | tables per device (MiB) | ideal total ÷ n (MiB) | ratio | compiled step "
            "arguments per device (MiB) | compiled step temp (MiB) |", "|---|---|---|---|---|---|"]  # fmt: skip
     mib = 2**20
