@@ -170,11 +170,14 @@ def plots(records: list[dict], out: Path) -> list[Path]:
     written = []
     train = [r for r in records if r["benchmark"] == "train" and r["metric"] == "train_throughput"]
     if train:
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        labels = [f"{r['model']}\n{Path(str(r['dataset'])).parent.name}" for r in train]
-        ax.bar(labels, [r["value"] for r in train], color="#4c72b0")
-        ax.set_ylabel("training examples / s")
-        ax.set_yscale("log")
+        # Horizontal bars: "model · data folder" labels stay readable for any number of cases.
+        fig, ax = plt.subplots(figsize=(7, 0.45 * len(train) + 1.2))
+        labels = [f"{r['model']} · {Path(str(r['dataset'])).parent.name.removeprefix('shared:')}"
+                  for r in train]  # fmt: skip
+        bars = ax.barh(labels[::-1], [r["value"] for r in train][::-1], color="#4c72b0")
+        ax.bar_label(bars, fmt="{:,.0f}", padding=3, fontsize=8)
+        ax.set_xlabel("training examples / s (linear)")
+        ax.margins(x=0.15)
         ax.set_title("jaxrec training throughput")
         fig.tight_layout()
         written.append(out / "train_throughput.png")

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxrec.embedding import dot_rows
+
 ACTIVATIONS = {
     "relu": jax.nn.relu,
     "tanh": jnp.tanh,
@@ -123,7 +125,7 @@ class Caser(nn.Module):
     def score(self, x: jax.Array, cols: jax.Array | None = None) -> jax.Array:
         """x [B, 2d] → float32 scores [B, I] (cols None) or [B, C] for item ids cols [B, C]."""
         if cols is None:
-            return jnp.dot(x, self.W2.T, preferred_element_type=jnp.float32) + self.b2
+            return dot_rows(x, self.W2) + self.b2
         w, b = jnp.take(self.W2, cols, axis=0), jnp.take(self.b2, cols, axis=0)
         return jnp.einsum("bd,bcd->bc", x, w, preferred_element_type=jnp.float32) + b
 

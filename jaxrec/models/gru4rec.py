@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxrec.embedding import gather_rows
+from jaxrec.embedding import dot_rows, gather_rows
 
 
 def _official_init(gates: int = 1):
@@ -148,4 +148,4 @@ class GRU4Rec(nn.Module):
             if cols is None
             else (gather_rows(self.Wy, cols), gather_rows(self.By, cols))
         )
-        return jnp.dot(out, Wy.T, preferred_element_type=jnp.float32) + By
+        return dot_rows(out, Wy) + By

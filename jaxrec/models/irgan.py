@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxrec.embedding import dot_rows
+
 
 class MF(nn.Module):
     """Matrix factorisation scorer. Shapes: B users, S items per user, D factors, I items."""
@@ -43,7 +45,7 @@ class MF(nn.Module):
 
     def all_items(self, users):
         """users int [B] → logits over the whole catalogue, float32 [B, I]."""
-        return jnp.take(self.user, users, axis=0) @ self.item.T + self.bias
+        return dot_rows(jnp.take(self.user, users, axis=0), self.item) + self.bias
 
     def user_vectors(self, users):
         """users int [B] → P[users], float32 [B, D]."""

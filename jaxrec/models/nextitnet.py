@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxrec.embedding import dot_rows
+
 _INIT = nn.initializers.truncated_normal(stddev=0.02)
 
 
@@ -97,7 +99,7 @@ class NextItNet(nn.Module):
     def score(self, h: jax.Array, cols: jax.Array | None = None) -> jax.Array:
         """h [..., C] → float32 scores [..., I] (cols None) or [..., S] for item ids cols [S]."""
         W, b = (self.W, self.b) if cols is None else (self.W[cols], self.b[cols])
-        return jnp.dot(h, W.T, preferred_element_type=jnp.float32) + b
+        return dot_rows(h, W) + b
 
     def score_targets(self, h: jax.Array, targets: jax.Array) -> jax.Array:
         """h [..., C], targets int [...] → float32 [...]: each position's own target score."""
