@@ -325,8 +325,10 @@ def _case_main(spec: str) -> None:
     print("RECORDS " + json.dumps(run_case(json.loads(spec)), default=str))
 
 
-def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None = None) -> list:
-    """Run every case of `suite` in a subprocess; write results.json, results.md, plots."""
+def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None = None,
+              peers: list[str] = ()) -> list:  # fmt: skip
+    """Run every case of `suite` in a subprocess, then each peer in `peers` (`recbole`: see
+    `jaxrec.bench_peers`); write results.json, results.md, plots."""
     if suite not in SUITES:
         raise SystemExit(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
     spec = SUITES[suite]
@@ -370,6 +372,14 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
             continue
         records += json.loads(lines[-1].removeprefix("RECORDS "))
         print(f"bench: {label} done in {time.perf_counter() - t:.0f} s", flush=True)
+    if "recbole" in peers:
+        from jaxrec.bench_peers import recbole_records
+
+        trained = [m for b, m, _, _ in spec["cases"] if b == "train" and (not only or m in only)]
+        data_dir = Path(env["JAXREC_DATA_DIR"]) if "JAXREC_DATA_DIR" in env else None
+        got, why = recbole_records(trained, configs_dir.resolve().parent, data_dir,
+                                   spec.get("peer_epochs", 2), context())  # fmt: skip
+        records, skipped = records + got, skipped + why
     (out / "results.json").write_text(json.dumps(records, indent=2))
     from jaxrec.bench_report import plots, table
 
@@ -384,12 +394,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", help="only these models or benchmarks (train, scale)")
     ap.add_argument("--out", default="bench", help="output directory")
     ap.add_argument("--configs", default="configs", help="directory of the repo's configs")
+    ap.add_argument(
+        "--peers",
+        nargs="*",
+        default=[],
+        choices=["recbole"],
+        help="also run these peers in this run (RecBole: its own venv, RECBOLE_VENV)",
+    )
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case, in a subprocess
     args = ap.parse_args(argv)
     if args.case:
         _case_main(args.case)
         return 0
-    run_suite(args.suite, Path(args.out), Path(args.configs), args.only)
+    run_suite(args.suite, Path(args.out), Path(args.configs), args.only, args.peers)
     print(f"wrote {args.out}/results.json and results.md")
     return 0
 

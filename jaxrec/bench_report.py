@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from jaxrec.bench_peers import side_by_side
+
 _TRAIN_COLUMNS = (
     ("compile_time", "compile s", "{:.1f}"),
     ("train_throughput", "examples/s", "{:,.0f}"),
@@ -74,7 +76,8 @@ def table(records: list[dict], skipped: list[str] = ()) -> str:
         )
         out.append("")
     out += lines
-    out += _utilisation(records) + _scorer_table(records) + _shards_table(records)
+    out += side_by_side(records) + _utilisation(records) + _scorer_table(records)
+    out += _shards_table(records)
     if skipped:
         out += ["", "Not measured:", *[f"- {s}" for s in skipped]]
     return "\n".join(out) + "\n"

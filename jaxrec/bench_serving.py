@@ -32,14 +32,17 @@ REQUESTS = (1, 32, 256)
 
 def _interleaved_times(paths: dict, calls: int) -> dict[str, list[float]]:
     """Seconds of each call of each path, the paths taking turns call by call, so that a
-    change of machine load hits them alike (their ratios are what the table compares)."""
+    change of machine load hits them alike (their ratios are what the table compares). The
+    order rotates every round: whichever path follows the numpy one finds the caches cold."""
     import jax
 
     for fn in paths.values():
         jax.block_until_ready(fn())  # warm-up (and compile)
     out = {name: [] for name in paths}
-    for _ in range(calls):
-        for name, fn in paths.items():
+    names = list(paths)
+    for i in range(calls):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            fn = paths[name]
             t = time.perf_counter()
             jax.block_until_ready(fn())
             out[name].append(time.perf_counter() - t)

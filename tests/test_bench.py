@@ -142,3 +142,38 @@ def test_percentile_is_nearest_rank():
     assert bench._percentile(values, 50) == 3.0
     assert bench._percentile(values, 99) == 5.0
     assert bench._percentile(values, 0) == 1.0
+
+
+def _peer_json():
+    """What benchmarks/peers/recbole_autoencoder.py writes, trimmed to the fields read."""
+    return {"model": "RecBole MultiVAE", "data": "/d/ml-1m-diffrec-clean",
+            "args": {"batch_size": None, "epochs": 3}, "versions": {"recbole": "1.2.1"},
+            "torch_num_threads": 2, "users_per_s": [1000.0, 3000.0, 2000.0],
+            "valid_users_per_s": [300.0, 100.0, 200.0], "epoch_train_s": [1.0, 1.0, 1.0],
+            "peak_rss_mib": 512.0, "test": {"recall@20": 0.1, "ndcg@20": 0.05}}  # fmt: skip
+
+
+def test_peer_records_and_side_by_side_ratios():
+    from jaxrec.bench_peers import side_by_side, to_records
+
+    peer = to_records("multvae", _peer_json(), bench.context())
+    by = {r["metric"]: r for r in peer}
+    assert by["train_throughput"]["value"] == 2000.0  # median of the epochs
+    assert by["train_throughput"]["spread"] == [1000.0, 3000.0]
+    assert by["eval_throughput"]["value"] == 200.0
+    assert by["peak_memory"]["value"] == 512 * 2**20
+    assert by["test_ndcg@20"]["value"] == 0.05 and all(r["system"] == "recbole" for r in peer)
+    ours = [{**by["train_throughput"], "system": "jaxrec", "value": 7000.0},
+            {**by["eval_throughput"], "system": "jaxrec", "value": 5000.0}]  # fmt: skip
+    lines = side_by_side(ours + peer)
+    row = next(x for x in lines if x.startswith("| multvae"))
+    assert "| 7,000 | 2,000 | 3.5× | 5,000 | 200 | 25.0× |" in row
+    assert "3.5×" in table(ours + peer)  # the report carries the side-by-side table
+
+
+def test_peer_without_its_venv_is_reported_not_fatal(tmp_path, monkeypatch):
+    from jaxrec.bench_peers import recbole_records
+
+    monkeypatch.setenv("RECBOLE_VENV", str(tmp_path / "none"))
+    records, skipped = recbole_records(["multvae"], tmp_path, None, 1, {})
+    assert records == [] and "recbole_setup.sh" in skipped[0]

@@ -1,0 +1,109 @@
+"""Peers in the same benchmark run: RecBole's autoencoders beside jaxrec's (`--peers recbole`).
+
+RecBole lives in its own virtual environment (`bash benchmarks/peers/recbole_setup.sh`;
+`RECBOLE_VENV`, default /work/peers/recbole-venv). For each autoencoder of the suite,
+`benchmarks/peers/recbole_autoencoder.py` trains RecBole's model on the same DiffRec ML-1M
+split with jaxrec's hyperparameters (batch 500 users, Adam 1e-3, [I→600→200→600→I]; CDAE
+batch 256) for `epochs` epochs, validating (full ranking) after each, and its JSON becomes
+records with `system: "recbole"`: `train_throughput` (users/s, median over epochs),
+`eval_throughput` (full-ranking validation users/s), `peak_memory` and the test metrics of
+that short run. These runs time speed; the quality of converged runs is in the README.
+
+RecBole's GRU4Rec took 7–21 minutes per Games epoch on 2 CPU cores (batch 256 / 64), too
+long for a benchmark run; `benchmarks/peers/recbole_gru4rec.py` times it on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+# jaxrec model name → RecBole model name (the autoencoders share one script and split).
+AUTOENCODERS = {"multvae": "MultiVAE", "multdae": "MultiDAE", "cdae": "CDAE"}
+
+
+def venv_python() -> Path:
+    return Path(os.environ.get("RECBOLE_VENV", "/work/peers/recbole-venv")) / "bin" / "python"
+
+
+def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs: int,
+                    context: dict) -> tuple[list[dict], list[str]]:  # fmt: skip
+    """Run RecBole for each of `models` (jaxrec names) → (records, skipped-with-reason)."""
+    python, script = venv_python(), repo / "benchmarks" / "peers" / "recbole_autoencoder.py"
+    wanted = [m for m in models if m in AUTOENCODERS]
+    if not python.exists():
+        return [], [f"recbole: no venv at {python.parent.parent} "
+                    "(bash benchmarks/peers/recbole_setup.sh)"]  # fmt: skip
+    records, skipped = [], []
+    for model in wanted:
+        print(f"bench: peer recbole/{model} ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "peer.json"
+            cmd = [str(python), str(script), "--model", AUTOENCODERS[model], "--epochs",
+                   str(epochs), "--eval-step", "1", "--threads", str(os.cpu_count() or 1),
+                   "--out", str(out), "--work-dir", tmp]  # fmt: skip
+            if data_dir is not None:
+                cmd += ["--data", str(data_dir / "ml-1m-diffrec-clean")]
+            env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if proc.returncode or not out.exists():
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-2:]
+                skipped.append(f"recbole/{model}: failed: {' | '.join(tail)}")
+                continue
+            records += to_records(model, json.loads(out.read_text()), context)
+        print(f"bench: peer recbole/{model} done", flush=True)
+    return records, skipped
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
+
+
+def to_records(model: str, peer: dict, context: dict) -> list[dict]:
+    """One RecBole run's JSON (recbole_autoencoder.py) → benchmark records."""
+    ctx = {**context, "config": {"peer_args": peer["args"], "versions": peer["versions"],
+                                 "torch_num_threads": peer["torch_num_threads"]}}  # fmt: skip
+    # The dataset names jaxrec's train file, so both systems share a row key in the tables.
+    base = {"system": "recbole", "benchmark": "train", "model": model,
+            "dataset": f"{peer['data']}/train_list.npy", "context": ctx}  # fmt: skip
+    params = {"batch_size": peer["args"].get("batch_size"), "epochs": len(peer["epoch_train_s"])}
+    out = []
+
+    def add(metric, values, unit, extra=None):
+        rec = {**base, "metric": metric, "value": _median(values), "unit": unit,
+               "params": {**params, **(extra or {})}}  # fmt: skip
+        if len(values) > 1:
+            rec["spread"] = [min(values), max(values)]
+        out.append(rec)
+
+    add("train_throughput", peer["users_per_s"], "examples/s")
+    if peer["valid_users_per_s"]:
+        add("eval_throughput", peer["valid_users_per_s"], "users/s", {"protocol": "full"})
+    add("peak_memory", [peer["peak_rss_mib"] * 2**20], "B", {"memory": "host_rss"})
+    for name, value in peer["test"].items():
+        add(f"test_{name.lower()}", [value], "", {"short_run": True})
+    return out
+
+
+def side_by_side(records: list[dict]) -> list[str]:
+    """Markdown lines: jaxrec vs each peer, training and evaluation throughput and ratios."""
+    peers = [r for r in records if r["system"] != "jaxrec" and r["benchmark"] == "train"]
+    if not peers:
+        return []
+    value = {(r["system"], r["model"], r["metric"]): r["value"] for r in records
+             if r["benchmark"] == "train"}  # fmt: skip
+    out = ["", "Side by side (same machine, same run; users/s for autoencoders):", "",
+           "| model | peer | jaxrec train | peer train | ratio | jaxrec eval | peer eval | "
+           "ratio |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for system, model in sorted({(r["system"], r["model"]) for r in peers}):
+        cells = [model, system]
+        for metric in ("train_throughput", "eval_throughput"):
+            j, p = value.get(("jaxrec", model, metric)), value.get((system, model, metric))
+            cells += ["" if j is None else f"{j:,.0f}", "" if p is None else f"{p:,.0f}",
+                      f"{j / p:.1f}×" if j and p else ""]  # fmt: skip
+        out.append("| " + " | ".join(cells) + " |")
+    return out
