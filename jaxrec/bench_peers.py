@@ -83,7 +83,7 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
     add("train_throughput", peer["users_per_s"], "examples/s")
     if peer["valid_users_per_s"]:
         add("eval_throughput", peer["valid_users_per_s"], "users/s", {"protocol": "full"})
-    add("peak_memory", [peer["peak_rss_mib"] * 2**20], "B", {"memory": "host_rss"})
+    add("peak_memory", [peer["peak_rss_mib"]], "MiB", {"memory": "host_rss"})
     for name, value in peer["test"].items():
         add(f"test_{name.lower()}", [value], "", {"short_run": True})
     return out
