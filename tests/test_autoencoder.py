@@ -252,3 +252,17 @@ def test_cli_train_end_to_end(tmp_path, capsys, name):
     assert {r["system"] for r in results} == {name, *bases}
     for r in results:
         assert r["recall_denominator"] == "min" and 0 <= r["recall@10"] <= 1
+
+
+def test_cdae_negative_sampling_draws_unobserved_items_at_the_ratio():
+    from jaxrec.tasks.autoencoder import _negative_weights
+
+    x = np.zeros((3, 200), np.float32)
+    x[0, :10], x[1, :40], x[2, :150] = 1, 1, 1  # 10, 40, 150 positives
+    w = np.stack([np.asarray(_negative_weights(jax.random.key(s), jnp.asarray(x), 2))
+                  for s in range(400)])  # fmt: skip
+    assert set(np.unique(w)) <= {0.0, 1.0} and (w[:, x > 0] == 0).all()  # never a positive
+    drawn = w.sum(-1).mean(0)  # per row, over 400 draws: 2 × positives, all when too few
+    np.testing.assert_allclose(drawn, [20, 80, 50], rtol=0.03)
+    per_item = w[:, 0, 10:].mean(0)  # uniform over the unobserved items: 20 / 190 each
+    assert per_item.std() < 0.025 and per_item.min() > 0.04  # binomial sd over 400: 0.015

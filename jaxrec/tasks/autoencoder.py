@@ -15,8 +15,9 @@ averaged over the users of the batch, + l2 · Σ‖W‖² over the weight matric
 `state.step`, the update count (vae_cf's `update_count`), so resuming keeps the schedule.
 
 CDAE: logistic (or squared) loss summed over the user's items, either over the whole
-catalogue (`negatives=0`) or over the positives plus `negatives` × |row| items drawn
-uniformly among the user's unobserved items (the paper's negative sampling); + λ/2 · Σ‖θ‖².
+catalogue (`negatives=0`) or over the positives plus about `negatives` × |row| items drawn
+uniformly, without replacement, among the user's unobserved items (the paper's negative
+sampling); + λ/2 · Σ‖θ‖².
 """
 
 from __future__ import annotations
@@ -86,15 +87,19 @@ def _sq_all(params) -> jax.Array:
     return sum(jnp.sum(jnp.square(v)) for v in jax.tree.leaves(params))
 
 
-def _negative_weights(key, x: jax.Array, mask: jax.Array, negatives: int) -> jax.Array:
-    """[B, I] count of times each unobserved item is drawn: `negatives` uniform draws per
-    positive of each row (rows' positives from mask [B, M]), draws that hit a positive
-    dropped (CDAE samples among the user's unobserved items)."""
-    B, I = x.shape
-    draws = jax.random.randint(key, (B, mask.shape[1] * negatives), 0, I)
-    use = jnp.repeat(mask, negatives, axis=1)
-    w = jnp.zeros((B, I), jnp.float32).at[jnp.arange(B)[:, None], draws].add(use)
-    return constrain(w * (1.0 - x), ("batch", "items"))
+def _negative_weights(key, x: jax.Array, negatives: int) -> jax.Array:
+    """[B, I] 0/1 weights of the sampled negatives: each unobserved item of row u is drawn
+    with probability negatives·|u| / (I − |u|) (at most 1), so a row gets `negatives` × its
+    positives on average, without replacement: the paper's subset S_u of unobserved items.
+
+    One uniform per cell, O(B·I) like the full output that it weights. Drawing negatives × M
+    ids per row and scattering them into [B, I] made the step 4.7× slower than the full
+    output on ML-1M clean (batch 256 users, M up to the longest row; 2-core CPU).
+    """
+    n_pos = x.sum(-1, keepdims=True)
+    p = jnp.minimum(1.0, negatives * n_pos / jnp.maximum(x.shape[1] - n_pos, 1.0))
+    keep = jax.random.uniform(key, x.shape) < p
+    return constrain(jnp.where(keep, 1.0 - x, 0.0), ("batch", "items"))
 
 
 def _per_row_loss(params, batch, x, keys, c: StepConfig, beta):
@@ -116,7 +121,7 @@ def _per_row_loss(params, batch, x, keys, c: StepConfig, beta):
     else:
         per_item = jnp.square(ACTIVATIONS[c.output_activation](logits) - x)
     if c.negatives:
-        weight = x + _negative_weights(k_neg, x, batch["mask"], c.negatives)
+        weight = x + _negative_weights(k_neg, x, c.negatives)
         per_item = per_item * weight
     per_row = per_item.sum(-1)
     return per_row, jnp.zeros_like(per_row)
