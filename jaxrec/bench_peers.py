@@ -8,6 +8,8 @@ batch 256) for `epochs` epochs, validating (full ranking) after each, and its JS
 records with `system: "recbole"`: `train_throughput` (users/s, median over epochs),
 `eval_throughput` (full-ranking validation users/s), `peak_memory` and the test metrics of
 that short run. These runs time speed; the quality of converged runs is in the README.
+RecBole's CDAE scores the full output with BCE; jaxrec's config samples negatives (the
+paper's scheme), so their CDAE rows compare two training objectives of the same model.
 
 RecBole's GRU4Rec took 7–21 minutes per Games epoch on 2 CPU cores (batch 256 / 64), too
 long for a benchmark run; `benchmarks/peers/recbole_gru4rec.py` times it on its own.
