@@ -1,4 +1,4 @@
-"""Peers in the same benchmark run: RecBole's autoencoders beside jaxrec's (`--peers recbole`).
+"""Peers in the same benchmark run: RecBole beside jaxrec (`jaxrec bench --peers recbole`).
 
 RecBole lives in its own virtual environment (`bash benchmarks/peers/recbole_setup.sh`;
 `RECBOLE_VENV`, default /work/peers/recbole-venv). For each autoencoder of the suite,
@@ -11,8 +11,10 @@ that short run. These runs time speed; the quality of converged runs is in the R
 RecBole's CDAE scores the full output with BCE; jaxrec's config samples negatives (the
 paper's scheme), so their CDAE rows compare two training objectives of the same model.
 
-RecBole's GRU4Rec took 7–21 minutes per Games epoch on 2 CPU cores (batch 256 / 64), too
-long for a benchmark run; `benchmarks/peers/recbole_gru4rec.py` times it on its own.
+GRU4Rec: RecBole's takes 7–21 minutes per Games epoch on 2 CPU cores (batch 256 / 64), so
+the run times the first 200 batches of 64 (`recbole_gru4rec.py --max-batches`, RecBole's
+GRU4Rec: full softmax over the prefixes of each sequence) and one full-ranking validation
+pass over its 30,629 users. Caser and NextItNet have no RecBole script yet.
 """
 
 from __future__ import annotations
@@ -25,6 +27,24 @@ from pathlib import Path
 
 # jaxrec model name → RecBole model name (the autoencoders share one script and split).
 AUTOENCODERS = {"multvae": "MultiVAE", "multdae": "MultiDAE", "cdae": "CDAE"}
+GRU4REC_BATCHES = 200  # RecBole GRU4Rec: time the first 200 batches of one epoch
+
+
+def _command(model: str, python: Path, repo: Path, data_dir, epochs: int, out: Path, tmp):
+    """The peer script's command line for jaxrec model `model`."""
+    peers, threads = repo / "benchmarks" / "peers", str(os.cpu_count() or 1)
+    common = ["--threads", threads, "--out", str(out), "--work-dir", str(tmp)]
+    if model == "gru4rec":  # batch 64 as jaxrec's gru4rec_games; one valid pass
+        cmd = [str(python), str(peers / "recbole_gru4rec.py"), "--epochs", "1", "--batch-size",
+               "64", "--max-batches", str(GRU4REC_BATCHES), *common]  # fmt: skip
+        if data_dir is not None:
+            cmd += ["--data", str(data_dir / "amazon-games-sasrec" / "Video.txt")]
+        return cmd
+    cmd = [str(python), str(peers / "recbole_autoencoder.py"), "--model", AUTOENCODERS[model],
+           "--epochs", str(epochs), "--eval-step", "1", *common]  # fmt: skip
+    if data_dir is not None:
+        cmd += ["--data", str(data_dir / "ml-1m-diffrec-clean")]
+    return cmd
 
 
 def venv_python() -> Path:
@@ -34,8 +54,8 @@ def venv_python() -> Path:
 def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs: int,
                     context: dict) -> tuple[list[dict], list[str]]:  # fmt: skip
     """Run RecBole for each of `models` (jaxrec names) → (records, skipped-with-reason)."""
-    python, script = venv_python(), repo / "benchmarks" / "peers" / "recbole_autoencoder.py"
-    wanted = [m for m in models if m in AUTOENCODERS]
+    python = venv_python()
+    wanted = [m for m in models if m in AUTOENCODERS or m == "gru4rec"]
     if not python.exists():
         return [], [f"recbole: no venv at {python.parent.parent} "
                     "(bash benchmarks/peers/recbole_setup.sh)"]  # fmt: skip
@@ -44,11 +64,7 @@ def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs
         print(f"bench: peer recbole/{model} ...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "peer.json"
-            cmd = [str(python), str(script), "--model", AUTOENCODERS[model], "--epochs",
-                   str(epochs), "--eval-step", "1", "--threads", str(os.cpu_count() or 1),
-                   "--out", str(out), "--work-dir", tmp]  # fmt: skip
-            if data_dir is not None:
-                cmd += ["--data", str(data_dir / "ml-1m-diffrec-clean")]
+            cmd = _command(model, python, repo, data_dir, epochs, out, tmp)
             env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode or not out.exists():
@@ -70,8 +86,9 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
     ctx = {**context, "config": {"peer_args": peer["args"], "versions": peer["versions"],
                                  "torch_num_threads": peer["torch_num_threads"]}}  # fmt: skip
     # The dataset names jaxrec's train file, so both systems share a row key in the tables.
-    base = {"system": "recbole", "benchmark": "train", "model": model,
-            "dataset": f"{peer['data']}/train_list.npy", "context": ctx}  # fmt: skip
+    data = str(peer["data"]) if model == "gru4rec" else f"{peer['data']}/train_list.npy"
+    base = {"system": "recbole", "benchmark": "train", "model": model, "dataset": data,
+            "context": ctx}  # fmt: skip
     params = {"batch_size": peer["args"].get("batch_size"), "epochs": len(peer["epoch_train_s"])}
     out = []
 
@@ -82,8 +99,8 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
             rec["spread"] = [min(values), max(values)]
         out.append(rec)
 
-    add("train_throughput", peer["users_per_s"], "examples/s")
-    if peer["valid_users_per_s"]:
+    add("train_throughput", peer.get("users_per_s") or peer["examples_per_s"], "examples/s")
+    if peer.get("valid_users_per_s"):
         add("eval_throughput", peer["valid_users_per_s"], "users/s", {"protocol": "full"})
     add("peak_memory", [peer["peak_rss_mib"]], "MiB", {"memory": "host_rss"})
     for name, value in peer["test"].items():

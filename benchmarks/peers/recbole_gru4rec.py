@@ -53,6 +53,26 @@ def write_inter(src: str, work: Path) -> Path:
     return out
 
 
+class FirstBatches:
+    """The first `n` batches of a RecBole DataLoader (other attributes pass through)."""
+
+    def __init__(self, loader, n: int):
+        self.loader, self.n, self.count = loader, n, 0
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __len__(self):
+        return min(self.n, len(self.loader))
+
+    def __iter__(self):
+        for batch in self.loader:
+            if self.count == self.n:
+                return
+            self.count += 1
+            yield batch
+
+
 class SeenMaskTrainer(Trainer):
     """Times each training / validation epoch and masks seen items in full-sort evaluation."""
 
@@ -62,6 +82,8 @@ class SeenMaskTrainer(Trainer):
         self.valid_s: list[float] = []
         self.valid_log: list[dict] = []
         self.load_avg: list[float] = []  # 1-min load average after each epoch (shared machine?)
+        self.max_batches = 0  # > 0: train only the first batches of each epoch (a timing run)
+        self.trained_batches: list[int] = []
         # Full chronological sequences as internal ids (CSR), to mask beyond the 50-item window.
         users, items = np.loadtxt(src, dtype=str, unpack=True)
         uid = dataset.token2id(dataset.uid_field, users)
@@ -73,8 +95,13 @@ class SeenMaskTrainer(Trainer):
         )
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self.max_batches:
+            train_data = FirstBatches(train_data, self.max_batches)
         t = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        self.trained_batches.append(
+            train_data.count if self.max_batches else len(train_data)
+        )  # fmt: skip
         self.train_s.append(time.perf_counter() - t)
         self.load_avg.append(os.getloadavg()[0])
         return loss
@@ -110,6 +137,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--max-minutes", type=float, default=0, help="stop after the epoch that passes")
+    p.add_argument("--max-batches", type=int, default=0,
+                   help="train only the first N batches of each epoch (timing runs)")  # fmt: skip
     p.add_argument("--data", default=DATA)
     p.add_argument("--work-dir", default=os.environ.get("RECBOLE_WORK", "/work/peers/recbole-work"))
     p.add_argument("--out", required=True, help="JSON file to write")
@@ -161,6 +190,7 @@ def main() -> None:
 
     model = GRU4Rec(config, train_data.dataset)
     trainer = SeenMaskTrainer(config, model, dataset, src)
+    trainer.max_batches = a.max_batches
     t_fit = time.perf_counter()
 
     def budget(epoch, score):
@@ -202,7 +232,15 @@ def main() -> None:
         "stopped_by": stop,
         "best_epoch": int(best["epoch"]),
         "epoch_train_s": trainer.train_s,
-        "examples_per_s": [n_train / s for s in trainer.train_s],
+        # Examples actually trained per epoch: all rows, or the first --max-batches batches.
+        "trained_examples_per_epoch": [
+            min(n_train, b * a.batch_size) for b in trainer.trained_batches
+        ],
+        "examples_per_s": [
+            min(n_train, b * a.batch_size) / s
+            for b, s in zip(trainer.trained_batches, trainer.train_s, strict=True)
+        ],
+        "valid_users_per_s": [len(valid_data.dataset) / s for s in trainer.valid_s],
         "epoch_valid_s": trainer.valid_s,
         "load_avg_1min": trainer.load_avg,
         "valid_per_epoch": trainer.valid_log,
