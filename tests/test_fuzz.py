@@ -378,8 +378,11 @@ def test_cli_random_argv(tmp_path, monkeypatch, argv):
     def accept(*a, **k):
         raise _Accepted()
 
+    from jaxrec import bench
+
     monkeypatch.setattr(trainer, "train_and_evaluate", accept)
     monkeypatch.setattr(trainer, "prepare", accept)
+    monkeypatch.setattr(bench, "run_suite", accept)  # `bench` would run the whole suite
     monkeypatch.chdir(tmp_path)
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
