@@ -90,10 +90,7 @@ class CaserConfig:
     dropout: float = 0.5
     conv_activation: str = "relu"  # activation of the horizontal convolutions (phi_c)
     fc_activation: str = "relu"  # activation of the fully-connected layer (phi_a)
-    negatives: int = 3  # negatives per target
-    # negatives drawn ∝ training count^negative_alpha among the user's unseen items; 0 =
-    # uniform, the official code's (an option of ours, for full-ranking quality)
-    negative_alpha: float = 0.0
+    negatives: int = 3  # uniform negatives per target
 
 
 @dataclasses.dataclass(frozen=True)

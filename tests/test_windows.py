@@ -72,17 +72,6 @@ def test_negatives_are_uniform_over_unseen_items():
     assert counts[:4].sum() == 0 and np.all(np.abs(counts[4:] / 6000 - 0.25) < 0.03)
 
 
-def test_negatives_with_alpha_follow_item_counts_over_unseen_items():
-    # Item counts in training: 4 → 3, 5 → 2, 6 → 1, 7 → 0 (from the other users' rows).
-    seqs = Sequences.from_rows([[0, 1, 2, 3], [4, 5, 6], [4, 5], [4]])
-    kw = {**KW, "num_items": 8, "negatives": 3000, "batch_size": 4, "negative_alpha": 1.0}
-    src = CaserWindows(seqs, **kw)
-    row = int(np.flatnonzero(src[0]["users"] == 0)[0])
-    counts = np.bincount(src[0]["negatives"][row], minlength=8) / 9000
-    assert counts[:4].sum() == 0 and counts[7] == 0  # seen items and count-0 items never
-    np.testing.assert_allclose(counts[4:7], [3 / 6, 2 / 6, 1 / 6], atol=0.03)
-
-
 def test_user_with_every_item_is_an_error():
     with pytest.raises(DataError, match="every item"):
         CaserWindows(Sequences.from_rows([[0, 1, 2]]), **{**KW, "num_items": 3})

@@ -7,8 +7,7 @@ windows are never materialised: window w of an epoch is found from a cumulative 
 user (`searchsorted`), so memory is O(U) plus one permutation of the window ids per epoch.
 Each window gets `negatives × T` items drawn uniformly from the items its user never
 interacted with in training (the official `_generate_negative_samples`), redrawn every
-epoch from a generator seeded by (seed, epoch, mini-batch); `negative_alpha` > 0 draws them
-∝ training count^alpha instead (not in the paper).
+epoch from a generator seeded by (seed, epoch, mini-batch).
 
 NextItNet (Yuan et al., WSDM 2019): each user with ≥ 2 training items is one row, the last
 `max_length + 1` items, left-padded; the model reads items [:-1] and predicts [1:].
@@ -87,7 +86,6 @@ class CaserWindows(_Batches):
         length: int,
         targets: int,
         negatives: int,
-        negative_alpha: float = 0.0,
         batch_size: int,
         epochs: int,
         seed: int,
@@ -106,11 +104,6 @@ class CaserWindows(_Batches):
         rows = np.repeat(np.arange(seqs.num_rows, dtype=np.int64), c)
         # Sorted (user, item) keys: membership of a sampled negative is one searchsorted.
         self.seen = np.unique(rows * num_items + seqs.items)
-        # Inverse-CDF table of count^alpha over the catalogue (None: uniform, the official).
-        self.cdf = None
-        if negative_alpha:
-            w = np.bincount(seqs.items, minlength=num_items).astype(np.float64) ** negative_alpha
-            self.cdf = np.cumsum(w) / w.sum()
         distinct = np.bincount(self.seen // num_items, minlength=seqs.num_rows)
         if np.any((distinct >= num_items) & (c > 0)):
             raise DataError("a user interacted with every item: no negative can be sampled")
@@ -130,16 +123,9 @@ class CaserWindows(_Batches):
         src = self.seqs.indptr[users][:, None] + np.maximum(pos, 0)
         return users, np.where(present, self.seqs.items[src], 0).astype(np.int32), present
 
-    def _draw(self, rng: np.random.Generator, shape) -> np.ndarray:
-        if self.cdf is None:
-            return rng.integers(0, self.num_items, shape)
-        return np.minimum(np.searchsorted(self.cdf, rng.random(shape), side="right"),
-                          self.num_items - 1)  # fmt: skip
-
     def sample_negatives(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Items each user never interacted with in training, uniform (or ∝ count^alpha):
-        int32 [N, negatives·T]. Seen draws are redrawn."""
-        out = self._draw(rng, (len(users), self.n_neg))
+        """Uniform items each user never interacted with in training: int32 [N, negatives·T]."""
+        out = rng.integers(0, self.num_items, (len(users), self.n_neg))
         users = users[:, None]
         while True:
             keys = users * self.num_items + out
@@ -147,7 +133,7 @@ class CaserWindows(_Batches):
             bad = self.seen[at] == keys
             if not bad.any():
                 return out.astype(np.int32)
-            out[bad] = self._draw(rng, int(bad.sum()))
+            out[bad] = rng.integers(0, self.num_items, int(bad.sum()))
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         epoch, j, window_ids, valid = self.chosen(index)

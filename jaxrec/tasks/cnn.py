@@ -280,8 +280,6 @@ def _build_caser(cfg, split) -> Task:
             raise ConfigError(f"caser activation {name!r}: use one of {', '.join(ACTIVATIONS)}")
     if m.length < 1 or m.targets < 1 or m.negatives < 0:
         raise ConfigError("model.caser: length and targets must be ≥ 1, negatives ≥ 0")
-    if m.negative_alpha < 0:
-        raise ConfigError(f"model.caser.negative_alpha must be ≥ 0, got {m.negative_alpha}")
     model = Caser(
         num_items=split.num_items,
         num_users=split.num_users,
@@ -295,8 +293,7 @@ def _build_caser(cfg, split) -> Task:
         dtype=jnp.dtype(cfg.model.compute_dtype),
     )
     kw = dict(num_items=split.num_items, length=m.length, targets=m.targets)
-    kw.update(negatives=m.negatives, negative_alpha=m.negative_alpha, batch_size=B,
-              epochs=cfg.train.epochs, seed=cfg.train.seed)  # fmt: skip
+    kw.update(negatives=m.negatives, batch_size=B, epochs=cfg.train.epochs, seed=cfg.train.seed)
     windows = CaserWindows(split.train, **kw).num
     total_steps = -(-windows // B) * cfg.train.epochs
     tx = make_optimizer(cfg.optim, total_steps)
