@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec
+from tiny import FAMILIES, overrides, task_setup
 
 from jaxrec import sharding
 
@@ -68,3 +69,30 @@ def test_logical_shardings_replicate_rows_the_mesh_does_not_divide():
         got = sharding.logical_shardings(mesh, tree)
     assert got[64].spec == jax.sharding.PartitionSpec("model", None)
     assert got[60].spec == jax.sharding.PartitionSpec(None, None)
+
+
+@pytest.mark.parametrize("model", [f[0] for f in FAMILIES])
+def test_every_family_on_a_1x8_mesh_matches_one_device(model, tmp_path, ratings_file):
+    """Tables split 8 ways over `model` (8×1 and 2×4 are in each family's tests, GRU4Rec end to
+    end on all three shapes in test_cli): two steps give one device's parameters."""
+    sets = [*overrides(model, tmp_path, ratings_file), "data.synthetic.num_items=64"]
+    if model == "autorec":  # explicit ratings: 64 users, 32 items, so its tables split 8 ways
+        sets.append(f"data.source={ratings_file(tmp_path / 'r.data', users=64, items=32)}")
+    _, _, task, state0, batches = task_setup(sets)
+    abstract = jax.eval_shape(task.init_state, jax.random.key(0))
+    results = []
+    for shape, devices in (((1, 1), jax.devices()[:1]), ((1, 8), jax.devices()[:8])):
+        mesh = sharding.make_mesh(*shape, devices=devices)
+        shardings = sharding.logical_shardings(mesh, abstract)
+        state = jax.device_put(state0, shardings)
+        step = jax.jit(task.train_step, out_shardings=(shardings, sharding.replicated(mesh)))
+        with jax.set_mesh(mesh):
+            for b in batches[:2]:
+                state, m = step(state, sharding.shard_batch(b, mesh, task.batch_axis),
+                                jax.random.key(3))  # fmt: skip
+        specs = [x.sharding.spec for x in jax.tree.leaves(state.params)]
+        results.append((jax.device_get(state.params), float(m["loss"]), specs))
+    assert any(s and s[0] == "model" for s in results[1][2]), "no table was split"
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=2e-4)
+    for x, y in zip(jax.tree.leaves(results[1][0]), jax.tree.leaves(results[0][0]), strict=True):
+        np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-6)
