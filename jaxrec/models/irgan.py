@@ -23,6 +23,7 @@ class MF(nn.Module):
     num_items: int
     dim: int = 5
     init_delta: float = 0.05
+    dtype: jnp.dtype = jnp.float32  # compute dtype of the dot products (float32 sums)
 
     def setup(self):
         def uniform(key, shape, dtype=jnp.float32):
@@ -39,13 +40,15 @@ class MF(nn.Module):
 
     def __call__(self, users, items):
         """users int [B], items int [B, S] → logits float32 [B, S]."""
-        p = jnp.take(self.user, users, axis=0)
-        q = jnp.take(self.item, items, axis=0)
-        return jnp.einsum("bd,bsd->bs", p, q) + jnp.take(self.bias, items)
+        p = jnp.take(self.user, users, axis=0).astype(self.dtype)
+        q = jnp.take(self.item, items, axis=0).astype(self.dtype)
+        logits = jnp.einsum("bd,bsd->bs", p, q, preferred_element_type=jnp.float32)
+        return logits + jnp.take(self.bias, items)
 
     def all_items(self, users):
         """users int [B] → logits over the whole catalogue, float32 [B, I]."""
-        return dot_rows(jnp.take(self.user, users, axis=0), self.item) + self.bias
+        p = jnp.take(self.user, users, axis=0).astype(self.dtype)
+        return dot_rows(p, self.item.astype(self.dtype)) + self.bias
 
     def user_vectors(self, users):
         """users int [B] → P[users], float32 [B, D]."""

@@ -383,7 +383,8 @@ def irgan_train_step(state: GANState, batch, rng, *, s: IRGANStatic):
 
 def build_irgan(cfg, split) -> Task:
     c, t = cfg.model.irgan, cfg.train
-    mf = MF(split.num_users, split.num_items, c.embedding, c.init_delta)
+    mf = MF(split.num_users, split.num_items, c.embedding, c.init_delta,
+            jnp.dtype(cfg.model.compute_dtype))  # fmt: skip
     steps_per_epoch = -(-int((split.train.lengths > 0).sum()) // t.batch_size)
     pre_tx = optax.adam(c.pretrain_learning_rate)
     s = IRGANStatic(
