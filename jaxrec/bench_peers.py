@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -76,11 +77,6 @@ def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs
     return records, skipped
 
 
-def _median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2
-
-
 def to_records(model: str, peer: dict, context: dict) -> list[dict]:
     """One RecBole run's JSON (recbole_autoencoder.py) → benchmark records."""
     ctx = {**context, "config": {"peer_args": peer["args"], "versions": peer["versions"],
@@ -93,7 +89,7 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
     out = []
 
     def add(metric, values, unit, extra=None):
-        rec = {**base, "metric": metric, "value": _median(values), "unit": unit,
+        rec = {**base, "metric": metric, "value": statistics.median(values), "unit": unit,
                "params": {**params, **(extra or {})}}  # fmt: skip
         if len(values) > 1:
             rec["spread"] = [min(values), max(values)]
