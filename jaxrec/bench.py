@@ -271,6 +271,9 @@ def run_case(case: dict) -> list[dict]:
     add("train_throughput", statistics.median(throughputs), "examples/s",
         spread=(min(throughputs), max(throughputs)))  # fmt: skip
     add("train_steps", statistics.median(steps), "steps/s", spread=(min(steps), max(steps)))
+    if run.task.examples_per_epoch:  # the common unit with peers whose examples differ
+        add("epoch_time", run.task.examples_per_epoch / statistics.median(throughputs), "s",
+            {"examples_per_epoch": run.task.examples_per_epoch, "extrapolated": True})  # fmt: skip
     add("step_time_p50", 1e3 * _percentile(latencies, 50), "ms")
     add("step_time_p99", 1e3 * _percentile(latencies, 99), "ms")
     flops, nbytes = _step_cost(compiled, T)

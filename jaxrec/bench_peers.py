@@ -11,10 +11,15 @@ that short run. These runs time speed; the quality of converged runs is in the R
 RecBole's CDAE scores the full output with BCE; jaxrec's config samples negatives (the
 paper's scheme), so their CDAE rows compare two training objectives of the same model.
 
-GRU4Rec: RecBole's takes 7–21 minutes per Games epoch on 2 CPU cores (batch 256 / 64), so
-the run times the first 200 batches of 64 (`recbole_gru4rec.py --max-batches`, RecBole's
-GRU4Rec: full softmax over the prefixes of each sequence) and one full-ranking validation
-pass over its 30,629 users. Caser and NextItNet have no RecBole script yet.
+Sequential models (GRU4Rec, Caser, NextItNet on SASRec's Games file): a RecBole epoch takes
+5–21 minutes on 2 CPU cores, so the run times the first batches of one epoch
+(`recbole_sequential.py --max-batches`, `SEQUENTIAL` below; RecBole trains each of them on
+one (prefix → next item) example per target with a full softmax) and one full-ranking
+validation pass over its 30,629 users.
+
+Epoch time is the common unit: jaxrec's examples differ by family (Caser windows of T
+targets, NextItNet user rows, RecBole prefixes), so each side's `epoch_time` is its own
+examples per epoch ÷ its median throughput (`params.extrapolated` when not a whole epoch).
 """
 
 from __future__ import annotations
@@ -28,16 +33,18 @@ from pathlib import Path
 
 # jaxrec model name → RecBole model name (the autoencoders share one script and split).
 AUTOENCODERS = {"multvae": "MultiVAE", "multdae": "MultiDAE", "cdae": "CDAE"}
-GRU4REC_BATCHES = 200  # RecBole GRU4Rec: time the first 200 batches of one epoch
+# jaxrec name → (RecBole model, batches timed): about 10,000 examples at each config's batch.
+SEQUENTIAL = {"gru4rec": ("GRU4Rec", 200), "caser": ("Caser", 20), "nextitnet": ("NextItNet", 80)}
 
 
 def _command(model: str, python: Path, repo: Path, data_dir, epochs: int, out: Path, tmp):
     """The peer script's command line for jaxrec model `model`."""
     peers, threads = repo / "benchmarks" / "peers", str(os.cpu_count() or 1)
     common = ["--threads", threads, "--out", str(out), "--work-dir", str(tmp)]
-    if model == "gru4rec":  # batch 64 as jaxrec's gru4rec_games; one valid pass
-        cmd = [str(python), str(peers / "recbole_gru4rec.py"), "--epochs", "1", "--batch-size",
-               "64", "--max-batches", str(GRU4REC_BATCHES), *common]  # fmt: skip
+    if model in SEQUENTIAL:  # batch size as jaxrec's config (the script's default); one valid pass
+        name, batches = SEQUENTIAL[model]
+        cmd = [str(python), str(peers / "recbole_sequential.py"), "--model", name, "--epochs",
+               "1", "--max-batches", str(batches), *common]  # fmt: skip
         if data_dir is not None:
             cmd += ["--data", str(data_dir / "amazon-games-sasrec" / "Video.txt")]
         return cmd
@@ -56,7 +63,7 @@ def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs
                     context: dict) -> tuple[list[dict], list[str]]:  # fmt: skip
     """Run RecBole for each of `models` (jaxrec names) → (records, skipped-with-reason)."""
     python = venv_python()
-    wanted = [m for m in models if m in AUTOENCODERS or m == "gru4rec"]
+    wanted = [m for m in models if m in AUTOENCODERS or m in SEQUENTIAL]
     if not python.exists():
         return [], [f"recbole: no venv at {python.parent.parent} "
                     "(bash benchmarks/peers/recbole_setup.sh)"]  # fmt: skip
@@ -78,14 +85,15 @@ def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs
 
 
 def to_records(model: str, peer: dict, context: dict) -> list[dict]:
-    """One RecBole run's JSON (recbole_autoencoder.py) → benchmark records."""
+    """One RecBole run's JSON (recbole_autoencoder.py / recbole_sequential.py) → records."""
     ctx = {**context, "config": {"peer_args": peer["args"], "versions": peer["versions"],
                                  "torch_num_threads": peer["torch_num_threads"]}}  # fmt: skip
     # The dataset names jaxrec's train file, so both systems share a row key in the tables.
-    data = str(peer["data"]) if model == "gru4rec" else f"{peer['data']}/train_list.npy"
+    data = str(peer["data"]) if model in SEQUENTIAL else f"{peer['data']}/train_list.npy"
     base = {"system": "recbole", "benchmark": "train", "model": model, "dataset": data,
             "context": ctx}  # fmt: skip
-    params = {"batch_size": peer["args"].get("batch_size"), "epochs": len(peer["epoch_train_s"])}
+    batch = peer.get("settings", {}).get("train_batch_size") or peer["args"].get("batch_size")
+    params = {"batch_size": batch, "epochs": len(peer["epoch_train_s"])}
     out = []
 
     def add(metric, values, unit, extra=None):
@@ -95,7 +103,16 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
             rec["spread"] = [min(values), max(values)]
         out.append(rec)
 
-    add("train_throughput", peer.get("users_per_s") or peer["examples_per_s"], "examples/s")
+    rates = peer.get("users_per_s") or peer["examples_per_s"]
+    add("train_throughput", rates, "examples/s")
+    if "train_examples_per_epoch" in peer:  # a sequential run: maybe only the first batches
+        whole = peer["trained_examples_per_epoch"] == [peer["train_examples_per_epoch"]] * len(
+            rates
+        )
+        add("epoch_time", [peer["train_examples_per_epoch"] / r for r in rates], "s",
+            {"extrapolated": not whole})  # fmt: skip
+    else:  # autoencoders: whole epochs
+        add("epoch_time", peer["epoch_train_s"], "s", {"extrapolated": False})
     if peer.get("valid_users_per_s"):
         add("eval_throughput", peer["valid_users_per_s"], "users/s", {"protocol": "full"})
     add("peak_memory", [peer["peak_rss_mib"]], "MiB", {"memory": "host_rss"})
@@ -105,20 +122,23 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
 
 
 def side_by_side(records: list[dict]) -> list[str]:
-    """Markdown lines: jaxrec vs each peer, training and evaluation throughput and ratios."""
+    """Markdown lines: jaxrec vs each peer, epoch time and evaluation throughput, with ratios."""
     peers = [r for r in records if r["system"] != "jaxrec" and r["benchmark"] == "train"]
     if not peers:
         return []
     value = {(r["system"], r["model"], r["metric"]): r["value"] for r in records
              if r["benchmark"] == "train"}  # fmt: skip
-    out = ["", "Side by side (same machine, same run; users/s for autoencoders):", "",
-           "| model | peer | jaxrec train | peer train | ratio | jaxrec eval | peer eval | "
-           "ratio |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    out = ["", "Side by side (same machine, same run). Epoch time: each side's examples per "
+           "epoch ÷ its median training throughput; speed-up = peer ÷ jaxrec:", "",
+           "| model | peer | jaxrec epoch s | peer epoch s | speed-up | jaxrec eval users/s | "
+           "peer eval users/s | ratio |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for system, model in sorted({(r["system"], r["model"]) for r in peers}):
         cells = [model, system]
-        for metric in ("train_throughput", "eval_throughput"):
-            j, p = value.get(("jaxrec", model, metric)), value.get((system, model, metric))
-            cells += ["" if j is None else f"{j:,.0f}", "" if p is None else f"{p:,.0f}",
-                      f"{j / p:.1f}×" if j and p else ""]  # fmt: skip
+        j, p = value.get(("jaxrec", model, "epoch_time")), value.get((system, model, "epoch_time"))
+        cells += ["" if j is None else f"{j:,.1f}", "" if p is None else f"{p:,.1f}",
+                  f"{p / j:.1f}×" if j and p else ""]  # fmt: skip
+        j, p = (value.get((s, model, "eval_throughput")) for s in ("jaxrec", system))
+        cells += ["" if j is None else f"{j:,.0f}", "" if p is None else f"{p:,.0f}",
+                  f"{j / p:.1f}×" if j and p else ""]  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
     return out

@@ -11,6 +11,7 @@ _TRAIN_COLUMNS = (
     ("compile_time", "compile s", "{:.1f}"),
     ("train_throughput", "examples/s", "{:,.0f}"),
     ("train_steps", "steps/s", "{:,.1f}"),
+    ("epoch_time", "epoch s", "{:,.1f}"),
     ("step_time_p50", "step p50 ms", "{:.2f}"),
     ("step_time_p99", "step p99 ms", "{:.2f}"),
     ("eval_throughput", "eval users/s", "{:,.0f}"),

@@ -40,6 +40,9 @@ def test_records_have_every_field_and_metric(records):
     by = {r["metric"]: r for r in records}
     lo, hi = by["train_throughput"]["spread"]
     assert 0 < lo <= by["train_throughput"]["value"] <= hi
+    epoch = by["epoch_time"]  # the synthetic default's predictions per epoch ÷ throughput
+    n = epoch["params"]["examples_per_epoch"]
+    assert n > 0 and epoch["value"] == pytest.approx(n / by["train_throughput"]["value"])
     assert by["step_time_p50"]["value"] <= by["step_time_p99"]["value"]
     assert {r["params"]["requests"] for r in records if r["metric"] == "scorer_latency_p50"} == {
         1,
@@ -161,14 +164,28 @@ def test_peer_records_and_side_by_side_ratios():
     assert by["train_throughput"]["value"] == 2000.0  # median of the epochs
     assert by["train_throughput"]["spread"] == [1000.0, 3000.0]
     assert by["eval_throughput"]["value"] == 200.0
+    assert by["epoch_time"]["value"] == 1.0 and not by["epoch_time"]["params"]["extrapolated"]
     assert by["peak_memory"]["value"] == 512.0  # MiB, as jaxrec records it
     assert by["test_ndcg@20"]["value"] == 0.05 and all(r["system"] == "recbole" for r in peer)
-    ours = [{**by["train_throughput"], "system": "jaxrec", "value": 7000.0},
+    ours = [{**by["epoch_time"], "system": "jaxrec", "value": 0.25},
             {**by["eval_throughput"], "system": "jaxrec", "value": 5000.0}]  # fmt: skip
     lines = side_by_side(ours + peer)
     row = next(x for x in lines if x.startswith("| multvae"))
-    assert "| 7,000 | 2,000 | 3.5× | 5,000 | 200 | 25.0× |" in row
-    assert "3.5×" in table(ours + peer)  # the report carries the side-by-side table
+    assert "| 0.2 | 1.0 | 4.0× | 5,000 | 200 | 25.0× |" in row
+    assert "4.0×" in table(ours + peer)  # the report carries the side-by-side table
+
+
+def test_sequential_peer_epoch_time_is_extrapolated_from_its_first_batches():
+    from jaxrec.bench_peers import to_records
+
+    run = {**_peer_json(), "model": "RecBole Caser", "data": "/d/Video.txt",
+           "settings": {"train_batch_size": 512}, "examples_per_s": [500.0],
+           "train_examples_per_epoch": 200_000, "trained_examples_per_epoch": [10_240]}  # fmt: skip
+    del run["users_per_s"]
+    by = {r["metric"]: r for r in to_records("caser", run, bench.context())}
+    assert by["epoch_time"]["value"] == 400.0 and by["epoch_time"]["params"]["extrapolated"]
+    assert by["train_throughput"]["params"]["batch_size"] == 512
+    assert by["train_throughput"]["dataset"] == "/d/Video.txt"  # jaxrec's key for Games
 
 
 def test_peer_without_its_venv_is_reported_not_fatal(tmp_path, monkeypatch):
@@ -177,3 +194,18 @@ def test_peer_without_its_venv_is_reported_not_fatal(tmp_path, monkeypatch):
     monkeypatch.setenv("RECBOLE_VENV", str(tmp_path / "none"))
     records, skipped = recbole_records(["multvae"], tmp_path, None, 1, {})
     assert records == [] and "recbole_setup.sh" in skipped[0]
+
+
+@pytest.mark.parametrize("model", ["gru4rec", "caser", "nextitnet", "multvae"])
+def test_examples_per_epoch_is_what_an_epoch_counts(model, tmp_path):
+    """The bench's epoch time (examples_per_epoch ÷ throughput) rests on this count."""
+    import jax
+
+    from tests.tiny import overrides, task_setup
+
+    _, _, task, state, batches = task_setup(overrides(model, tmp_path, None))
+    step, key, counted = jax.jit(task.train_step), jax.random.key(0), 0
+    for b in batches:
+        state, m = step(state, b, key)
+        counted += int(m["examples"])
+    assert task.examples_per_epoch == counted > 0

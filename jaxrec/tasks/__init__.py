@@ -31,6 +31,8 @@ class Task:
     item_vectors(params) -> float32 [I, D]: learned item embeddings (`jaxrec embed`).
     evaluate(params, stage) -> dict of metrics: replaces ranking evaluation for models that
       are not rankers (AutoRec's rating RMSE); `eval.metric` then names one of its keys.
+    examples_per_epoch: the `examples` one epoch counts (0: not known without iterating), so
+      that a throughput becomes an epoch time (`jaxrec bench`).
     """
 
     name: str
@@ -42,6 +44,7 @@ class Task:
     represent: Callable[..., Any] | None = None
     item_vectors: Callable[[Any], Any] | None = None
     evaluate: Callable[[Any, str], dict] | None = None
+    examples_per_epoch: int = 0
 
 
 FAMILIES = {

@@ -262,4 +262,5 @@ def build(cfg, split) -> Task:
         batch_axis=0,
         represent=bind(represent, model=model, kind=kind),
         item_vectors=bind(item_vectors, layer=out_layer),
+        examples_per_epoch=train_users,
     )

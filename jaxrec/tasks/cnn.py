@@ -322,6 +322,7 @@ def _build_caser(cfg, split) -> Task:
         dataset=dataset,
         represent=represent,
         item_vectors=lambda params: params["W2"],
+        examples_per_epoch=windows,
     )
 
 
@@ -374,6 +375,7 @@ def _build_nextitnet(cfg, split) -> Task:
         dataset=dataset,
         represent=represent,
         item_vectors=lambda params: params["W"],
+        examples_per_epoch=users,
     )
 
 

@@ -305,4 +305,5 @@ def build(cfg, split) -> Task:
         batch_axis=1,
         represent=functools.partial(represent, model=model),
         item_vectors=item_vectors,
+        examples_per_epoch=int(transitions),
     )

@@ -1,9 +1,14 @@
-"""RecBole GRU4Rec on SASRec's "Games" file under the SASRec leave-one-out protocol.
+"""RecBole GRU4Rec, Caser or NextItNet on SASRec's "Games" file, SASRec leave-one-out protocol.
 
 Run inside the venv from `recbole_setup.sh` (see README.md beside this file):
 
     TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 /work/peers/recbole-venv/bin/python \
-        benchmarks/peers/recbole_gru4rec.py --epochs 2 --out /work/peers/results/timing.json
+        benchmarks/peers/recbole_sequential.py --model Caser --epochs 2 \
+        --out /work/peers/results/timing.json
+
+Each model starts from jaxrec's config for it (`MODEL_DEFAULTS`; `--set KEY=VALUE` overrides
+any RecBole setting, the value read as JSON). All three train RecBole's way: one
+(prefix → next item) example per target, cross-entropy over every item.
 
 Writes the RecBole atomic file, logs and checkpoints under --work-dir (outside the repo).
 Full ranking over all items with every item seen before the target excluded; RecBole itself
@@ -27,12 +32,27 @@ import recbole  # noqa: E402
 import torch  # noqa: E402
 from recbole.config import Config  # noqa: E402
 from recbole.data import create_dataset, data_preparation  # noqa: E402
-from recbole.model.sequential_recommender import GRU4Rec  # noqa: E402
+from recbole.model import sequential_recommender  # noqa: E402
 from recbole.trainer import Trainer  # noqa: E402
 from recbole.utils import init_logger, init_seed  # noqa: E402
 
 DATA = "/work/shared/data/amazon-games-sasrec/Video.txt"
 NAME = "games"
+
+# jaxrec's configs/{gru4rec,caser,nextitnet}_games.yaml in RecBole's terms. MAX_ITEM_LIST_LENGTH
+# is the input window: GRU4Rec 50 (RecBole's default), Caser L = 5 (RecBole's vertical filter
+# spans the whole window), NextItNet 20 (jaxrec's max_length). RecBole's Caser predicts one
+# next item with CE (the paper: T = 3 targets, 3 negatives each, BCE) and its reg_weight is
+# an L2-norm penalty; its NextItNet trains the last position of each prefix example only.
+MODEL_DEFAULTS = {
+    "GRU4Rec": {"MAX_ITEM_LIST_LENGTH": 50, "embedding_size": 64, "hidden_size": 128,
+                "dropout_prob": 0.3, "train_batch_size": 64},
+    "Caser": {"MAX_ITEM_LIST_LENGTH": 5, "embedding_size": 50, "nh": 16, "nv": 4,
+              "dropout_prob": 0.5, "reg_weight": 1e-6, "train_batch_size": 512},
+    "NextItNet": {"MAX_ITEM_LIST_LENGTH": 20, "embedding_size": 64, "kernel_size": 3,
+                  "block_num": 2, "dilations": [1, 2, 4, 8], "reg_weight": 1e-5,
+                  "train_batch_size": 128},
+}  # fmt: skip
 
 
 class OutOfTime(Exception):
@@ -127,18 +147,18 @@ class SeenMaskTrainer(Trainer):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--embedding-size", type=int, default=64)
-    p.add_argument("--hidden-size", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--model", choices=sorted(MODEL_DEFAULTS), default="GRU4Rec")
+    p.add_argument("--batch-size", type=int, default=0, help="0: the model's default")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=0.001)
-    p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--stopping-step", type=int, default=3)
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--max-minutes", type=float, default=0, help="stop after the epoch that passes")
     p.add_argument("--max-batches", type=int, default=0,
                    help="train only the first N batches of each epoch (timing runs)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a RecBole setting (value parsed as JSON), repeatable")  # fmt: skip
     p.add_argument("--data", default=DATA)
     p.add_argument("--work-dir", default=os.environ.get("RECBOLE_WORK", "/work/peers/recbole-work"))
     p.add_argument("--out", required=True, help="JSON file to write")
@@ -149,16 +169,23 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     os.chdir(work)  # RecBole writes log/ and log_tensorboard/ into the working directory
 
+    settings = dict(MODEL_DEFAULTS[a.model])
+    if a.batch_size:
+        settings["train_batch_size"] = a.batch_size
+    for item in a.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set {item!r}: expected KEY=VALUE")
+        settings[key] = json.loads(value)
     t0 = time.perf_counter()
     write_inter(src, work)
     config = Config(
-        model="GRU4Rec",
+        model=a.model,
         dataset=NAME,
         config_dict={
             "data_path": str(work),
             "checkpoint_dir": str(work / "saved"),
             "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-            "MAX_ITEM_LIST_LENGTH": 50,
             "eval_args": {
                 "split": {"LS": "valid_and_test"},
                 "order": "TO",
@@ -170,16 +197,13 @@ def main() -> None:
             "metrics": ["Hit", "NDCG"],
             "topk": [10, 20],
             "valid_metric": "NDCG@10",
-            "embedding_size": a.embedding_size,
-            "hidden_size": a.hidden_size,
-            "dropout_prob": a.dropout,
-            "train_batch_size": a.batch_size,
             "learning_rate": a.lr,
             "epochs": a.epochs,
             "stopping_step": a.stopping_step,
             "seed": a.seed,
             "use_gpu": False,
             "show_progress": False,
+            **settings,
         },
     )
     init_seed(config["seed"], config["reproducibility"])
@@ -188,7 +212,7 @@ def main() -> None:
     train_data, valid_data, test_data = data_preparation(config, dataset)
     prep_s = time.perf_counter() - t0
 
-    model = GRU4Rec(config, train_data.dataset)
+    model = getattr(sequential_recommender, a.model)(config, train_data.dataset)
     trainer = SeenMaskTrainer(config, model, dataset, src)
     trainer.max_batches = a.max_batches
     t_fit = time.perf_counter()
@@ -210,7 +234,8 @@ def main() -> None:
 
     n_train = len(train_data.dataset)
     result = {
-        "model": "RecBole GRU4Rec",
+        "model": f"RecBole {a.model}",
+        "settings": settings,
         "data": src,
         "args": vars(a),
         "versions": {"recbole": recbole.__version__, "torch": torch.__version__},
@@ -234,10 +259,10 @@ def main() -> None:
         "epoch_train_s": trainer.train_s,
         # Examples actually trained per epoch: all rows, or the first --max-batches batches.
         "trained_examples_per_epoch": [
-            min(n_train, b * a.batch_size) for b in trainer.trained_batches
+            min(n_train, b * settings["train_batch_size"]) for b in trainer.trained_batches
         ],
         "examples_per_s": [
-            min(n_train, b * a.batch_size) / s
+            min(n_train, b * settings["train_batch_size"]) / s
             for b, s in zip(trainer.trained_batches, trainer.train_s, strict=True)
         ],
         "valid_users_per_s": [len(valid_data.dataset) / s for s in trainer.valid_s],
