@@ -90,7 +90,10 @@ class CaserConfig:
     dropout: float = 0.5
     conv_activation: str = "relu"  # activation of the horizontal convolutions (phi_c)
     fc_activation: str = "relu"  # activation of the fully-connected layer (phi_a)
-    negatives: int = 3  # uniform negatives per target
+    negatives: int = 3  # uniform negatives per target (loss "bce")
+    # "bce": the paper's binary cross-entropy on targets and sampled negatives; "softmax":
+    # cross-entropy of a softmax over every item per target (RecBole's Caser loss).
+    loss: str = "bce"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +105,7 @@ class NextItNetConfig:
     kernel_size: int = 3
     max_length: int = 50  # training sequences: each user's last max_length + 1 items
     dropout: float = 0.0
+    tied: bool = False  # output scores against the input table (RecBole) instead of W
 
 
 @dataclasses.dataclass(frozen=True)

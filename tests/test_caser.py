@@ -81,6 +81,26 @@ def test_score_reads_the_last_L_items_and_the_user():
     np.testing.assert_allclose(narrow[1], s_a[1], rtol=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["bce", "softmax"])
+def test_loss_matches_numpy_reference(loss):
+    """The step's loss from the model's own full scores: the paper's BCE or the softmax."""
+    task, state, batches, _ = _setup(["model.caser.dropout=0", f"model.caser.loss={loss}"])
+    b = batches[-1]  # the epoch's last batch: may carry padding rows
+    logits = np.asarray(task.score(state.params, b["users"], b["ids"], b["mask"]), np.float64)
+    t_mask = b["target_mask"] & b["valid"][:, None]
+    pos = np.take_along_axis(logits, b["targets"], axis=1)[t_mask]
+    if loss == "bce":
+        assert b["negatives"].shape[1] == 3 * b["targets"].shape[1]
+        neg = np.take_along_axis(logits, b["negatives"], axis=1)[b["valid"]]
+        want = np.log1p(np.exp(-pos)).mean() + np.log1p(np.exp(neg)).mean()
+    else:
+        assert b["negatives"].shape[1] == 0  # no negatives drawn for the softmax
+        lse = np.log(np.exp(logits).sum(1, keepdims=True))
+        want = (lse - np.take_along_axis(logits, b["targets"], axis=1))[t_mask].mean()
+    _, m = jax.jit(task.train_step)(state, b, jax.random.key(0))
+    np.testing.assert_allclose(float(m["loss"]), want, rtol=1e-5)
+
+
 def test_training_lowers_loss_and_beats_popularity():
     # 200 items: rings long enough that the next item is rarely already in the history.
     extra = ["data.synthetic.num_users=200", "data.synthetic.num_items=200", "train.epochs=4",

@@ -110,17 +110,21 @@ def test_full_softmax_trains_and_beats_popularity():
     assert model["ndcg@10"] > 4 * pop["ndcg@10"], (model, pop)
 
 
-def test_sampled_softmax_sparse_equals_dense_and_lowers_loss():
-    extra = ["loss.n_sample=8", "loss.logq=1.0", "optim.name=adagrad", "optim.learning_rate=0.05"]
+@pytest.mark.parametrize("tied", [False, True])
+def test_sampled_softmax_sparse_equals_dense_and_lowers_loss(tied):
+    extra = ["loss.n_sample=8", "loss.logq=1.0", "optim.name=adagrad", "optim.learning_rate=0.05",
+             f"model.nextitnet.tied={tied}"]  # fmt: skip
     task_s, state_s, batches, _ = _setup([*extra, "optim.sparse=true", "train.epochs=4"])
     task_d, state_d, _, _ = _setup([*extra, "optim.sparse=false", "train.epochs=4"])
-    assert set(state_s.table_acc) == {"E", "W", "b"} and state_d.table_acc == {}
+    tables = {"E", "b"} if tied else {"E", "W", "b"}
+    assert set(state_s.table_acc) == tables == set(state_d.params) & {"E", "W", "b"}
+    assert state_d.table_acc == {}
     step = jax.jit(task_s.train_step)
     before = float(step(state_s, batches[0], jax.random.key(1))[1]["loss"])
     state_s, loss_s = _train(task_s, state_s, batches)
     state_d, loss_d = _train(task_d, state_d, batches)
     np.testing.assert_allclose(loss_s, loss_d, rtol=1e-4)
-    for k in ("E", "W", "b"):
+    for k in tables:
         np.testing.assert_allclose(state_s.params[k], state_d.params[k], rtol=1e-3, atol=1e-5)
     # Same batch, same sampled negatives (the key folds in the step): the loss went down.
     after = float(step(state_s.replace(step=0), batches[0], jax.random.key(1))[1]["loss"])
@@ -175,3 +179,17 @@ def test_jaxrec_train_end_to_end(tmp_path, capsys):
     assert main([*args, *(x for s in sets for x in ("--set", s))]) == 0
     out = capsys.readouterr().out
     assert "nextitnet" in out and "markov" in out and "sampled-100" in out
+
+
+def test_tied_model_scores_against_its_input_table():
+    model = NextItNet(num_items=30, embedding=8, dilations=(1, 2), tied=True)
+    ids = jnp.array([[0, 3, 5, 7]]), jnp.array([[False, True, True, True]])
+    params = nn.meta.unbox(model.init(jax.random.key(0), *ids)["params"])
+    assert "W" not in params
+    params["b"] = jax.random.normal(jax.random.key(1), (30,))
+    h = model.apply({"params": params}, *ids)[:, -1]
+    want = np.asarray(h) @ np.asarray(params["E"]).T + np.asarray(params["b"])
+    got = model.apply({"params": params}, h, method="score")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    cols = model.apply({"params": params}, h, jnp.array([7]), method="score_targets")
+    np.testing.assert_allclose(cols, want[:, 7], rtol=1e-5, atol=1e-6)

@@ -9,7 +9,8 @@ type (b) of the paper and the official `nextitnet_residual_block`:
 with dilation r in the first convolution and 2r in the second, kernel k, left (causal) zero
 padding so position t reads only positions ≤ t. Every position's output predicts the next
 item through ReLU then a dense layer to the catalogue (the official full-softmax head
-`conv1d(relu(dilate_input), item_size)`), here an item table `W` [I, C] plus bias `b` [I].
+`conv1d(relu(dilate_input), item_size)`), here an item table `W` [I, C] plus bias `b` [I];
+`tied=True` scores against the input table `E` instead (RecBole's NextItNet), with no `W`.
 
 Padding: sequences are left-padded; padded positions are held at zero after the embedding
 and after every convolution, so they equal the causal zero padding and a history's output
@@ -75,13 +76,15 @@ class NextItNet(nn.Module):
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
     kernel_size: int = 3
     dropout: float = 0.0
+    tied: bool = False  # score against E (RecBole) instead of a separate output table W
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
         I, C = self.num_items, self.embedding
         table = nn.with_logical_partitioning
         self.E = self.param("E", table(_INIT, ("items", "embed")), (I, C))
-        self.W = self.param("W", table(_INIT, ("items", "embed")), (I, C))
+        if not self.tied:
+            self.W = self.param("W", table(_INIT, ("items", "embed")), (I, C))
         self.b = self.param("b", table(nn.initializers.zeros, ("items",)), (I,))
         self.blocks = [
             ResidualBlock(C, r, self.kernel_size, self.dropout, self.dtype, name=f"block{i}")
@@ -98,10 +101,12 @@ class NextItNet(nn.Module):
 
     def score(self, h: jax.Array, cols: jax.Array | None = None) -> jax.Array:
         """h [..., C] → float32 scores [..., I] (cols None) or [..., S] for item ids cols [S]."""
-        W, b = (self.W, self.b) if cols is None else (self.W[cols], self.b[cols])
+        W = self.E if self.tied else self.W
+        W, b = (W, self.b) if cols is None else (W[cols], self.b[cols])
         return dot_rows(h, W) + b
 
     def score_targets(self, h: jax.Array, targets: jax.Array) -> jax.Array:
         """h [..., C], targets int [...] → float32 [...]: each position's own target score."""
-        w, b = jnp.take(self.W, targets, axis=0), jnp.take(self.b, targets, axis=0)
+        W = self.E if self.tied else self.W
+        w, b = jnp.take(W, targets, axis=0), jnp.take(self.b, targets, axis=0)
         return jnp.einsum("...c,...c->...", h, w, preferred_element_type=jnp.float32) + b

@@ -2,7 +2,9 @@
 
 Caser (Tang & Wang, WSDM 2018) trains on sliding windows (L inputs → T targets) with
 `negatives × T` uniform negatives per window and the official binary cross-entropy:
-mean over targets of -log σ(y⁺) plus mean over negatives of -log(1 - σ(y⁻)).
+mean over targets of -log σ(y⁺) plus mean over negatives of -log(1 - σ(y⁻)); or
+(`model.caser.loss: softmax`, RecBole's choice) the mean over targets of the cross-entropy
+of a softmax over every item.
 NextItNet (Yuan et al., WSDM 2019) predicts the next item at every position of each user's
 last `max_length + 1` training items: full softmax (`loss.n_sample = 0`) or a sampled
 softmax over the position's target plus `loss.n_sample` items drawn ∝ popularity^alpha,
@@ -65,6 +67,7 @@ class StepConfig:
     tables: tuple[tuple[str, str], ...]  # (param, "items" | "users") updated row-wise
     momentum: float
     n_sample: int = 0  # NextItNet: 0 = full softmax
+    full_softmax: bool = False  # Caser: softmax over every item instead of BCE on negatives
     sample_alpha: float = 0.5
     logq: float = 0.0
 
@@ -146,6 +149,11 @@ def caser_train_step(state: CNNState, batch, rng, *, c: StepConfig):
     def loss_fn(dense, tables):
         p = {"params": {**dense, **tables}}
         x = model.apply(p, ids["users"], ids["ids"], mask, train=True, rngs={"dropout": key})
+        if c.full_softmax:  # mean over real targets of logsumexp(all items) - target's score
+            logits = model.apply(p, x, method="score")
+            pos = jnp.take_along_axis(logits, ids["targets"], axis=1)
+            lse = jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+            return _masked_mean(lse - pos, t_mask)
         pos = model.apply(p, x, ids["targets"], method="score")
         neg = model.apply(p, x, ids["negatives"], method="score")
         # The official loss: -mean log σ(y⁺) - mean log(1 - σ(y⁻)), over the real entries.
@@ -280,6 +288,9 @@ def _build_caser(cfg, split) -> Task:
             raise ConfigError(f"caser activation {name!r}: use one of {', '.join(ACTIVATIONS)}")
     if m.length < 1 or m.targets < 1 or m.negatives < 0:
         raise ConfigError("model.caser: length and targets must be ≥ 1, negatives ≥ 0")
+    if m.loss not in ("bce", "softmax"):
+        raise ConfigError(f"model.caser.loss={m.loss!r}: use bce (the paper) or softmax")
+    softmax = m.loss == "softmax"
     model = Caser(
         num_items=split.num_items,
         num_users=split.num_users,
@@ -293,16 +304,20 @@ def _build_caser(cfg, split) -> Task:
         dtype=jnp.dtype(cfg.model.compute_dtype),
     )
     kw = dict(num_items=split.num_items, length=m.length, targets=m.targets)
-    kw.update(negatives=m.negatives, batch_size=B, epochs=cfg.train.epochs, seed=cfg.train.seed)
+    kw.update(negatives=0 if softmax else m.negatives, batch_size=B, epochs=cfg.train.epochs,
+              seed=cfg.train.seed)  # fmt: skip
     windows = CaserWindows(split.train, **kw).num
     total_steps = -(-windows // B) * cfg.train.epochs
     tx = make_optimizer(cfg.optim, total_steps)
     names = (("E", "items"), ("W2", "items"), ("b2", "items"), ("P", "users"))
+    if softmax:  # a softmax over every item touches every output row (as NextItNet's)
+        names = ()
     tables = item_tables(cfg, names)
     example = (jnp.zeros((B,), jnp.int32), jnp.zeros((B, m.length), jnp.int32))
     example += (jnp.ones((B, m.length), bool),)
     empty = (np.zeros(1, np.float32), np.zeros(1, np.float32))
     c = StepConfig(model, tx, schedule(cfg.optim, total_steps), tables, cfg.optim.momentum)
+    c = dataclasses.replace(c, full_softmax=softmax)
     represent = functools.partial(caser_represent, model=model)
 
     def dataset(process_index: int, process_count: int):
@@ -338,6 +353,7 @@ def _build_nextitnet(cfg, split) -> Task:
         dilations=tuple(m.dilations),
         kernel_size=m.kernel_size,
         dropout=m.dropout,
+        tied=m.tied,
         dtype=jnp.dtype(cfg.model.compute_dtype),
     )
     counts = item_counts(split.train, split.num_items)
@@ -348,7 +364,8 @@ def _build_nextitnet(cfg, split) -> Task:
     total_steps = -(-users // B) * cfg.train.epochs
     tx = make_optimizer(cfg.optim, total_steps)
     # Full softmax touches every output row, so only the sampled form has sparse tables.
-    names = (("E", "items"), ("W", "items"), ("b", "items")) if lc.n_sample else ()
+    names = (("E", "items"), ("b", "items")) + (() if m.tied else (("W", "items"),))
+    names = names if lc.n_sample else ()
     tables = item_tables(cfg, names)
     example = (jnp.zeros((B, m.max_length), jnp.int32), jnp.ones((B, m.max_length), bool))
     c = StepConfig(model, tx, schedule(cfg.optim, total_steps), tables, cfg.optim.momentum)
@@ -374,7 +391,7 @@ def _build_nextitnet(cfg, split) -> Task:
         score=functools.partial(_score, model=model, represent=represent),
         dataset=dataset,
         represent=represent,
-        item_vectors=lambda params: params["W"],
+        item_vectors=lambda params: params["E" if m.tied else "W"],
         examples_per_epoch=users,
     )
 
