@@ -153,6 +153,10 @@ class CFGANConfig:
     discriminator: tuple[int, ...] = (125,)  # sigmoid hidden layers of D
     zr_ratio: float = 0.7  # S_ZR: share of a row's unobserved entries reconstructed as 0
     pm_ratio: float = 0.7  # S_PM: share of a row's unobserved entries left unmasked (PM)
+    # The official code reseeds numpy with the same time-based seed before the ZR and the PM
+    # draw, so with equal ratios both pick the same entries; true: PM reuses ZR's entries
+    # (needs pm_ratio == zr_ratio), false: independent draws as the paper describes.
+    shared_zr_pm: bool = False
     zr_coefficient: float = 0.03  # alpha
     g_steps: int = 4  # G passes over each mini-batch per train step
     d_steps: int = 2  # D passes over each mini-batch per train step

@@ -65,6 +65,25 @@ def test_zr_pm_masks_have_the_configured_size_and_skip_purchases():
     assert not np.array_equal(a, b)  # the draw depends on the key
 
 
+def test_shared_zr_pm_reuses_the_zr_entries_as_the_official_code():
+    from jaxrec.config import CFGANConfig
+
+    x = jnp.asarray((np.random.default_rng(0).random((5, 40)) < 0.3).astype(np.float32))
+    for shared in (False, True):
+        zr, pm = adversarial.cfgan_masks(jax.random.key(3), x, CFGANConfig(shared_zr_pm=shared))
+        np.testing.assert_array_equal(np.maximum(x, pm), pm)  # purchases always shown
+        assert np.array_equal(pm - x, zr) == shared
+
+
+def test_each_pass_reshuffles_every_row_into_the_sub_batches():
+    rows = jnp.arange(12)
+    passes = [adversarial.sub_batches(rows, 4, jax.random.key(k)) for k in range(2)]
+    for mbs in passes:  # [3, 4]: every row exactly once per pass
+        assert mbs.shape == (3, 4) and sorted(np.asarray(mbs).ravel()) == list(range(12))
+    assert not np.array_equal(passes[0], passes[1])  # a fresh order per pass
+    np.testing.assert_array_equal(adversarial.sub_batches(rows, 4), rows.reshape(3, 4))
+
+
 def _np_mlp(params, x, out_act):
     layers = sorted(params, key=lambda k: int(k.split("_")[-1]))
     for j, name in enumerate(layers):

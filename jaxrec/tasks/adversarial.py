@@ -11,7 +11,9 @@ multi-hot vectors are built on the device. Evaluation scores with the generator.
 CFGAN (Bigdasgit/CFGAN): per step, the ZR and PM entries are drawn once per row (the
 official code draws them once per epoch), then `d_steps` passes of D updates over
 `d_batch_size` sub-batches and `g_steps` passes of G updates over `g_batch_size` sub-batches,
-as the official epoch makes step_D passes with batchSize_D and step_G with batchSize_G.
+the rows reshuffled before each pass, as the official epoch makes step_D passes with
+batchSize_D and step_G with batchSize_G over all rows (`train.batch_size` ≥ the row count
+makes one step exactly one official epoch).
 Losses: D: BCE(D(c, x), 1) + BCE(D(c, G(c) ⊙ e), 0) + reg_D Σw²/2; G: BCE(D(c, G(c) ⊙ e), 1)
 + α Σ_ZR G(c)² + reg_G Σw²/2, with e = purchases ∪ PM samples; means over the real rows.
 `mode: item` (the official default, `itemBased`) makes each row an item's vector over users;
@@ -81,8 +83,12 @@ def keep_if(keep: jax.Array, new, old):
     return jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old)
 
 
-def sub_batches(tree, size: int):
-    """Split the leading axis B into [B / size, size] for a scan over sub-batches."""
+def sub_batches(tree, size: int, key=None):
+    """Split the leading axis B into [B / size, size] for a scan over sub-batches, the rows
+    permuted first when `key` is given (one pass of the official shuffled batch list)."""
+    if key is not None:
+        order = jax.random.permutation(key, jax.tree.leaves(tree)[0].shape[0])
+        tree = jax.tree.map(lambda a: jnp.take(a, order, axis=0), tree)
     return jax.tree.map(lambda a: a.reshape(a.shape[0] // size, size, *a.shape[1:]), tree)
 
 
@@ -118,14 +124,22 @@ def cfgan_g_loss(g_params, d_params, x, pm, zr, valid, s: CFGANStatic):
     return jnp.sum(per_row * valid) / n + s.c.g_l2 * losses.l2_half(g_params)
 
 
+def cfgan_masks(key, x: jax.Array, c) -> tuple[jax.Array, jax.Array]:
+    """x float [B, N] (0/1) → (zr, pm) float [B, N]: the ZR entries (G's output pushed to
+    0) and e = purchases ∪ PM entries (what D sees of G's output)."""
+    k_zr, k_pm = jax.random.split(key)
+    zr = sample_unobserved(k_zr, x, c.zr_ratio)
+    pm = zr if c.shared_zr_pm else sample_unobserved(k_pm, x, c.pm_ratio)
+    return zr.astype(jnp.float32), jnp.maximum(x, pm.astype(jnp.float32))
+
+
 def cfgan_train_step(state: GANState, batch, rng, *, s: CFGANStatic):
     """d_steps D passes, then g_steps G passes over the batch's rows (ids [B, M])."""
     c = s.c
-    k_zr, k_pm = jax.random.split(jax.random.fold_in(rng, state.step))
+    k_mask, k_d, k_g = jax.random.split(jax.random.fold_in(rng, state.step), 3)
     valid = batch["valid"].astype(jnp.float32)
     x = multi_hot(batch["ids"], batch["mask"], s.width) * valid[:, None]
-    zr = sample_unobserved(k_zr, x, c.zr_ratio).astype(jnp.float32)
-    pm = jnp.maximum(x, sample_unobserved(k_pm, x, c.pm_ratio).astype(jnp.float32))
+    zr, pm = cfgan_masks(k_mask, x, c)
     p, o = state.params, state.opt_state
 
     def d_update(carry, mb):
@@ -142,18 +156,16 @@ def cfgan_train_step(state: GANState, batch, rng, *, s: CFGANStatic):
         keep = mb[-1].sum() > 0
         return keep_if(keep, (optax.apply_updates(gp, upd), new_opt), (gp, opt)), loss
 
-    d_mbs = sub_batches((x, pm, valid), c.d_batch_size)
     (d_params, d_opt), d_losses = jax.lax.scan(
-        lambda carry, _: jax.lax.scan(d_update, carry, d_mbs),
+        lambda carry, k: jax.lax.scan(d_update, carry, sub_batches((x, pm, valid), c.d_batch_size, k)),
         (p["discriminator"], o["discriminator"]),
-        length=c.d_steps,
-    )
-    g_mbs = sub_batches((x, pm, zr, valid), c.g_batch_size)
+        jax.random.split(k_d, c.d_steps),
+    )  # fmt: skip
     (g_params, g_opt), g_losses = jax.lax.scan(
-        lambda carry, _: jax.lax.scan(g_update, carry, g_mbs),
+        lambda carry, k: jax.lax.scan(g_update, carry, sub_batches((x, pm, zr, valid), c.g_batch_size, k)),
         (p["generator"], o["generator"]),
-        length=c.g_steps,
-    )
+        jax.random.split(k_g, c.g_steps),
+    )  # fmt: skip
     state = state.replace(
         step=state.step + 1,
         params={"generator": g_params, "discriminator": d_params},
@@ -191,6 +203,8 @@ def build_cfgan(cfg, split) -> Task:
     for name in ("g_batch_size", "d_batch_size"):
         if t.batch_size % getattr(c, name):
             raise ConfigError(f"model.cfgan.{name} must divide train.batch_size={t.batch_size}")
+    if c.shared_zr_pm and c.zr_ratio != c.pm_ratio:
+        raise ConfigError("model.cfgan.shared_zr_pm needs pm_ratio == zr_ratio (one draw)")
     item_mode = c.mode == "item"
     rows = transpose_rows(split.train, split.num_items) if item_mode else split.train
     width = split.num_users if item_mode else split.num_items
