@@ -181,6 +181,9 @@ class IRGANConfig:
     temperature: float = 0.2  # of G's softmax when sampling negatives for D
     sample_lambda: float = 0.2  # importance sampling: pn = (1-λ) p_G + λ uniform(positives)
     pretrain_epochs: int = 10  # BPR-MF pretraining of both players, by jaxrec
+    # The official game loads only G's pretrained model; D starts from its random init.
+    pretrain_discriminator: bool = True
+    d_warmup_epochs: int = 0  # after pretraining: epochs of D updates only (G frozen)
     pretrain_learning_rate: float = 0.01  # Adam
     pretrain_l2: float = 0.1
     dns_candidates: int = 5  # DNS: the best-scored of this many uniform negatives

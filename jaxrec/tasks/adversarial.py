@@ -21,8 +21,10 @@ Losses: D: BCE(D(c, x), 1) + BCE(D(c, G(c) ⊙ e), 0) + reg_D Σw²/2; G: BCE(D(
 
 IRGAN (geek-ai/irgan item_recommendation): both players are MF (`models.irgan.MF`). The
 first `pretrain_epochs` epochs (selected by `state.step` with `lax.cond`, so a resumed run
-stays in the right phase) pretrain both with BPR and dynamic negative sampling (cf_dns.py);
-then each step makes `d_steps` D updates (positives vs. as many items drawn from G's
+stays in the right phase) pretrain both (or, as the official game, only G:
+`pretrain_discriminator: false`) with BPR and dynamic negative sampling (cf_dns.py:
+candidates drawn from the user's non-positive items); `d_warmup_epochs` then train D
+alone; then each step makes `d_steps` D updates (positives vs. as many items drawn from G's
 softmax at `temperature`; sigmoid BCE + l2 per example, summed as the official SGD on
 per-example losses) and `g_steps` G updates (REINFORCE: 2|pos| items drawn from
 p_n = (1-λ) p_G + λ·uniform(positives), reward 2(σ(D) - ½)·p_G/p_n, loss summed over users
@@ -263,6 +265,7 @@ class IRGANStatic:
     d_tx: optax.GradientTransformation
     pretrain_steps: int
     c: object  # IRGANConfig
+    warmup_steps: int = 0  # D-only steps after pretraining
 
 
 def inverse_cdf_sample(key, probs: jax.Array, num: int) -> jax.Array:
@@ -279,9 +282,10 @@ def dns_bpr_loss(params, key, users, pos, mask, x, s: IRGANStatic):
     with the best-scored of `dns_candidates` uniform non-positive items; mean over pairs of
     -log σ(x_up - x_un) + l2/2 (|p_u|² + |q_p|² + |q_n|² + b_p² + b_n²)."""
     B, M = pos.shape
-    K, num_items = s.c.dns_candidates, x.shape[1]
-    cand = jax.random.randint(key, (B, M * K), 0, num_items)
-    cand_pos = jnp.take_along_axis(x, cand, axis=1) > 0
+    K = s.c.dns_candidates
+    # Uniform over the user's non-positive items (cf_dns.py: all_items - set(pos)).
+    cand = inverse_cdf_sample(key, 1.0 - x, M * K)
+    cand_pos = jnp.take_along_axis(x, cand, axis=1) > 0  # only when every item is positive
     cand_score = jax.lax.stop_gradient(s.mf.apply({"params": params}, users, cand))
     cand_score = jnp.where(cand_pos, -jnp.inf, cand_score).reshape(B, M, K)
     best = jnp.argmax(cand_score, axis=-1)
@@ -323,9 +327,10 @@ def irgan_pretrain(params, opt, key, users, pos, mask, x, s: IRGANStatic):
     kg, kd = jax.random.split(key)
 
     def both(p):
-        return dns_bpr_loss(p["generator"], kg, users, pos, mask, x, s) + dns_bpr_loss(
-            p["discriminator"], kd, users, pos, mask, x, s
-        )
+        loss = dns_bpr_loss(p["generator"], kg, users, pos, mask, x, s)
+        if s.c.pretrain_discriminator:
+            loss = loss + dns_bpr_loss(p["discriminator"], kd, users, pos, mask, x, s)
+        return loss
 
     loss, g = jax.value_and_grad(both)(params)
     upd, new_opt = s.pre_tx.update(g, opt["pretrain"], params)
@@ -334,7 +339,8 @@ def irgan_pretrain(params, opt, key, users, pos, mask, x, s: IRGANStatic):
     return new[0], {**opt, "pretrain": new[1]}, loss / 2, jnp.float32(0.0)
 
 
-def irgan_adversarial(params, opt, key, users, pos, mask, x, s: IRGANStatic):
+def irgan_adversarial(params, opt, key, users, pos, mask, x, s: IRGANStatic, train_g=True):
+    """`d_steps` D updates, then `g_steps` G updates unless `train_g` is False (D warm-up)."""
     c, mf = s.c, s.mf
     valid = mask.any(axis=1)
     n_pos = mask.sum(axis=1)
@@ -371,6 +377,7 @@ def irgan_adversarial(params, opt, key, users, pos, mask, x, s: IRGANStatic):
     (g_params, g_opt), g_losses = jax.lax.scan(
         g_update, (params["generator"], opt["generator"]), jax.random.split(k_g, c.g_steps)
     )
+    g_params, g_opt = keep_if(train_g, (g_params, g_opt), (params["generator"], opt["generator"]))
     params = {"generator": g_params, "discriminator": d_params}
     opt = {**opt, "generator": g_opt, "discriminator": d_opt}
     rows = jnp.maximum(valid.sum(), 1)
@@ -384,10 +391,11 @@ def irgan_train_step(state: GANState, batch, rng, *, s: IRGANStatic):
     mask = batch["mask"] & batch["valid"][:, None]
     x = multi_hot(pos, mask, s.mf.num_items)
     args = (state.params, state.opt_state, key, users, pos, mask, x)
+    train_g = state.step >= s.pretrain_steps + s.warmup_steps
     params, opt, g_loss, d_loss = jax.lax.cond(
         state.step < s.pretrain_steps,
         lambda a: irgan_pretrain(*a, s=s),
-        lambda a: irgan_adversarial(*a, s=s),
+        lambda a: irgan_adversarial(*a, s=s, train_g=train_g),
         args,
     )
     state = state.replace(step=state.step + 1, params=params, opt_state=opt)
@@ -403,7 +411,7 @@ def build_irgan(cfg, split) -> Task:
     pre_tx = optax.adam(c.pretrain_learning_rate)
     s = IRGANStatic(
         mf, pre_tx, optax.sgd(c.g_learning_rate), optax.sgd(c.d_learning_rate),
-        c.pretrain_epochs * steps_per_epoch, c,
+        c.pretrain_epochs * steps_per_epoch, c, c.d_warmup_epochs * steps_per_epoch,
     )  # fmt: skip
     users0, items0 = jnp.zeros((1,), jnp.int32), jnp.zeros((1, 1), jnp.int32)
 
