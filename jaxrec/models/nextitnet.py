@@ -35,12 +35,21 @@ def causal_conv(x: jax.Array, w: jax.Array, b: jax.Array, dilation: int, dtype=j
     """Dilated causal 1-D convolution. x [B, L, C_in], w [k, C_in, C_out], b [C_out].
 
     out[t] = b + Σ_j x[t - (k-1-j)·dilation] @ w[j], with x = 0 before the sequence start.
+    One XLA convolution (left padding, kernel dilation): on the 2-core CPU its gradient took
+    half the time of the same sum written as k shifted slices concatenated into one matmul
+    (26 vs 50 ms for 16 layers at B 128, L 20, C 64; /tmp micro-benchmark, 2026-11-29).
     """
-    k, L = w.shape[0], x.shape[1]
-    xp = jnp.pad(x, ((0, 0), ((k - 1) * dilation, 0), (0, 0)))
-    taps = jnp.concatenate([xp[:, j * dilation : j * dilation + L] for j in range(k)], axis=-1)
-    w2 = w.reshape(-1, w.shape[-1])
-    return jnp.dot(taps.astype(dtype), w2.astype(dtype)).astype(jnp.float32) + b
+    k = w.shape[0]
+    out = jax.lax.conv_general_dilated(
+        x.astype(dtype),
+        w.astype(dtype),
+        window_strides=(1,),
+        padding=[((k - 1) * dilation, 0)],
+        rhs_dilation=(dilation,),
+        dimension_numbers=("NWC", "WIO", "NWC"),
+        preferred_element_type=jnp.float32,
+    )
+    return out + b
 
 
 class ResidualBlock(nn.Module):
