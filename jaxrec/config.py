@@ -91,6 +91,7 @@ class CaserConfig:
     conv_activation: str = "relu"  # activation of the horizontal convolutions (phi_c)
     fc_activation: str = "relu"  # activation of the fully-connected layer (phi_a)
     negatives: int = 3  # uniform negatives per target (loss "bce")
+    tied: bool = False  # RecBole's output layer: fc2 to d, scored against the input table
     # "bce": the paper's binary cross-entropy on targets and sampled negatives; "softmax":
     # cross-entropy of a softmax over every item per target (RecBole's Caser loss).
     loss: str = "bce"

@@ -81,10 +81,12 @@ def test_score_reads_the_last_L_items_and_the_user():
     np.testing.assert_allclose(narrow[1], s_a[1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("loss", ["bce", "softmax"])
-def test_loss_matches_numpy_reference(loss):
+@pytest.mark.parametrize("loss,tied", [("bce", False), ("softmax", False), ("bce", True)])
+def test_loss_matches_numpy_reference(loss, tied):
     """The step's loss from the model's own full scores: the paper's BCE or the softmax."""
-    task, state, batches, _ = _setup(["model.caser.dropout=0", f"model.caser.loss={loss}"])
+    extra = ["model.caser.dropout=0", f"model.caser.loss={loss}", f"model.caser.tied={tied}"]
+    task, state, batches, _ = _setup(extra)
+    assert ("W2" in state.params) != tied
     b = batches[-1]  # the epoch's last batch: may carry padding rows
     logits = np.asarray(task.score(state.params, b["users"], b["ids"], b["mask"]), np.float64)
     t_mask = b["target_mask"] & b["valid"][:, None]
@@ -188,3 +190,19 @@ def test_jaxrec_train_end_to_end(tmp_path, capsys):
     assert main([*args, *(x for s in sets for x in ("--set", s))]) == 0
     out = capsys.readouterr().out
     assert "caser" in out and "markov" in out and "sampled-100" in out
+
+
+def test_tied_output_scores_against_the_input_table():
+    """RecBole's form: φ_a(fc2 [z; P_u]) · E_i + b2_i, no W2."""
+    model = Caser(num_items=30, num_users=4, length=3, embedding=6, tied=True, dropout=0.0)
+    args = (jnp.array([1, 2]), jnp.array([[3, 4, 5], [0, 7, 9]]), jnp.ones((2, 3), bool))
+    params = nn.meta.unbox(model.init(jax.random.key(0), *args)["params"])
+    assert "W2" not in params and params["fc2"].shape == (12, 6)
+    x = model.apply({"params": params}, *args)
+    assert x.shape == (2, 6) and (np.asarray(x) >= 0).all()  # after φ_a = ReLU
+    want = np.asarray(x) @ np.asarray(params["E"]).T + np.asarray(params["b2"])
+    got = model.apply({"params": params}, x, method="score")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    cols = model.apply({"params": params}, x, jnp.array([[3, 8], [1, 2]]), method="score")
+    np.testing.assert_allclose(cols, np.take_along_axis(want, np.array([[3, 8], [1, 2]]), 1),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip

@@ -6,7 +6,9 @@ h = 1..L (n_h each) slide over it, go through φ_c and are max-pooled over posit
 (union-level and point-level patterns); n_v vertical filters [L, 1] take weighted sums of
 the rows (no activation, as in the official code). Both outputs, after dropout, go through
 a fully-connected layer with φ_a to z [d]; z is concatenated with the user embedding P_u
-and scored against an output item table W2 [I, 2d] plus a bias b2 [I].
+and scored against an output item table W2 [I, 2d] plus a bias b2 [I]. `tied=True` is
+RecBole's variant: a second layer φ_a(fc2 [z; P_u]) [d] scored against the input table E
+(plus b2), with no W2.
 
 Shapes: B batch, L window length, d embedding, I items, U users, C candidate columns.
 Padding: the official code pads short windows with item 0, an ordinary learned row; here
@@ -62,6 +64,7 @@ class Caser(nn.Module):
     dropout: float = 0.5
     conv_activation: str = "relu"
     fc_activation: str = "relu"
+    tied: bool = False  # RecBole's output: fc2 to d, scored against E (no W2)
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
@@ -70,7 +73,13 @@ class Caser(nn.Module):
         self.E = self.param("E", table(_normal(1.0 / d), ("items", "embed")), (I, d))
         self.P = self.param("P", table(_normal(1.0 / d), ("users", "embed")), (U, d))
         self.pad = self.param("pad", _normal(1.0 / d), (d,))
-        self.W2 = self.param("W2", table(_normal(1.0 / (2 * d)), ("items", "embed")), (I, 2 * d))
+        if self.tied:
+            self.fc2 = self.param("fc2", _torch_default(2 * d), (2 * d, d))
+            self.fc2_bias = self.param("fc2_bias", _torch_default(2 * d), (d,))
+        else:
+            self.W2 = self.param(
+                "W2", table(_normal(1.0 / (2 * d)), ("items", "embed")), (I, 2 * d)
+            )
         self.b2 = self.param("b2", table(nn.initializers.zeros, ("items",)), (I,))
         nv, nh = self.vertical_filters, self.horizontal_filters
         if nv:
@@ -119,16 +128,23 @@ class Caser(nn.Module):
         out = self.drop(jnp.concatenate(feats, axis=-1), deterministic=not train)
         dt = self.dtype
         z = jnp.dot(out.astype(dt), self.fc1.astype(dt)).astype(jnp.float32) + self.fc1_bias
-        z = ACTIVATIONS[self.fc_activation](z)
-        return jnp.concatenate([z, jnp.take(self.P, users, axis=0)], axis=-1)
+        act = ACTIVATIONS[self.fc_activation]
+        x = jnp.concatenate([act(z), jnp.take(self.P, users, axis=0)], axis=-1)
+        if self.tied:  # [B, d]
+            return act(
+                jnp.dot(x.astype(dt), self.fc2.astype(dt)).astype(jnp.float32) + self.fc2_bias
+            )
+        return x
 
     def score(self, x: jax.Array, cols: jax.Array | None = None) -> jax.Array:
-        """x [B, 2d] → float32 scores [B, I] (cols None) or [B, C] for item ids cols [B, C]."""
+        """x [B, 2d] ([B, d] tied) → float32 scores [B, I] (cols None) or [B, C] for item ids
+        cols [B, C]."""
+        W = self.E if self.tied else self.W2
         if cols is None:
-            return dot_rows(x, self.W2) + self.b2
-        w, b = jnp.take(self.W2, cols, axis=0), jnp.take(self.b2, cols, axis=0)
+            return dot_rows(x, W) + self.b2
+        w, b = jnp.take(W, cols, axis=0), jnp.take(self.b2, cols, axis=0)
         return jnp.einsum("bd,bcd->bc", x, w, preferred_element_type=jnp.float32) + b
 
     def item_vectors(self) -> jax.Array:
-        """The output item table W2 [I, 2d] (b2 is a per-item bias beside it)."""
-        return self.W2
+        """The output item table W2 [I, 2d], or E [I, d] when tied (b2 a bias beside it)."""
+        return self.E if self.tied else self.W2

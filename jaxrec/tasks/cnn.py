@@ -301,6 +301,7 @@ def _build_caser(cfg, split) -> Task:
         dropout=m.dropout,
         conv_activation=m.conv_activation,
         fc_activation=m.fc_activation,
+        tied=m.tied,
         dtype=jnp.dtype(cfg.model.compute_dtype),
     )
     kw = dict(num_items=split.num_items, length=m.length, targets=m.targets)
@@ -309,7 +310,8 @@ def _build_caser(cfg, split) -> Task:
     windows = CaserWindows(split.train, **kw).num
     total_steps = -(-windows // B) * cfg.train.epochs
     tx = make_optimizer(cfg.optim, total_steps)
-    names = (("E", "items"), ("W2", "items"), ("b2", "items"), ("P", "users"))
+    names = (("E", "items"), ("b2", "items"), ("P", "users"))
+    names += () if m.tied else (("W2", "items"),)
     if softmax:  # a softmax over every item touches every output row (as NextItNet's)
         names = ()
     tables = item_tables(cfg, names)
@@ -336,7 +338,7 @@ def _build_caser(cfg, split) -> Task:
         score=functools.partial(_score, model=model, represent=represent),
         dataset=dataset,
         represent=represent,
-        item_vectors=lambda params: params["W2"],
+        item_vectors=lambda params: params["E" if m.tied else "W2"],
         examples_per_epoch=windows,
     )
 
