@@ -12,7 +12,8 @@ RecBole's CDAE scores the full output with BCE; jaxrec's config samples negative
 paper's scheme), so their CDAE rows compare two training objectives of the same model.
 
 Sequential models (GRU4Rec, Caser, NextItNet on SASRec's Games file): a RecBole epoch takes
-5–21 minutes on 2 CPU cores, so the run times the first batches of one epoch
+1.5–8 minutes on 2 quiet CPU cores (Caser 85 s, NextItNet 150 s, GRU4Rec 488 s, extrapolated
+in one run), so the run times the first batches of one epoch
 (`recbole_sequential.py --max-batches`, `SEQUENTIAL` below; RecBole trains each of them on
 one (prefix → next item) example per target with a full softmax) and one full-ranking
 validation pass over its 30,629 users.
