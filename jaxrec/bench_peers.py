@@ -107,8 +107,8 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
     rates = peer.get("users_per_s") or peer["examples_per_s"]
     add("train_throughput", rates, "examples/s")
     if "train_examples_per_epoch" in peer:  # a sequential run: maybe only the first batches
-        whole = peer["trained_examples_per_epoch"] == [peer["train_examples_per_epoch"]] * len(
-            rates
+        whole = all(
+            n == peer["train_examples_per_epoch"] for n in peer["trained_examples_per_epoch"]
         )
         add("epoch_time", [peer["train_examples_per_epoch"] / r for r in rates], "s",
             {"extrapolated": not whole})  # fmt: skip

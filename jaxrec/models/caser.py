@@ -139,7 +139,7 @@ class Caser(nn.Module):
     def score(self, x: jax.Array, cols: jax.Array | None = None) -> jax.Array:
         """x [B, 2d] ([B, d] tied) → float32 scores [B, I] (cols None) or [B, C] for item ids
         cols [B, C]."""
-        W = self.E if self.tied else self.W2
+        W = self.item_vectors()
         if cols is None:
             return dot_rows(x, W) + self.b2
         w, b = jnp.take(W, cols, axis=0), jnp.take(self.b2, cols, axis=0)
