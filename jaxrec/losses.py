@@ -130,6 +130,38 @@ def sampled_softmax_ce(
     return _row_mean(_neg_log(log_p, eps), rows, reduction)
 
 
+def shared_negatives_ce(
+    pos: jax.Array,
+    neg: jax.Array,
+    *,
+    valid: jax.Array,
+    log_q_pos: jax.Array | float = 0.0,
+    log_q_neg: jax.Array | float = 0.0,
+    neg_mask: jax.Array | None = None,
+) -> jax.Array:
+    """Sampled softmax over [own target, S negatives shared by every row], logQ-corrected.
+
+    The same value as `sampled_softmax_ce` on `concatenate([pos, neg])` with label 0, but
+    the [N, 1 + S] logits, log_q and column mask are never built: the target column joins
+    the log-sum-exp as a separate term. pos float [N] (each row's target score), neg float
+    [N, S]; valid bool [N] rows that count; log_q_pos [N] and log_q_neg [S] (or scalars)
+    are subtracted from the logits; neg_mask bool [N, S], False where a negative is left
+    out of the row's denominator (an accidental hit of its target). Returns the float32
+    mean of -log p(target) over valid rows (0 when none).
+
+    In NextItNet's step on Games (B 128, L 20, S 1,024, 2-core CPU) the concatenations,
+    broadcasts and their transposes took 17 ms of an 82 ms step (XLA profile, 2026-11-29).
+    """
+    rows = jnp.asarray(valid, bool)
+    p = jnp.where(rows, _f32(pos) - log_q_pos, 0.0)  # padded rows: finite, gradient-free
+    n = _f32(neg) - log_q_neg
+    keep = rows[:, None] if neg_mask is None else rows[:, None] & neg_mask
+    n = jnp.where(keep, n, -jnp.inf)
+    top = jax.lax.stop_gradient(jnp.maximum(p, jnp.max(n, axis=-1)))
+    lse = top + jnp.log(jnp.exp(p - top) + jnp.sum(jnp.exp(n - top[:, None]), axis=-1))
+    return _row_mean(lse - p, rows, "mean")
+
+
 def full_softmax_ce(
     logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None
 ) -> jax.Array:

@@ -278,6 +278,46 @@ def test_sampled_and_full_softmax_against_numpy():
         np.testing.assert_allclose(float(got), -logp[np.arange(n), labels][valid].mean(), rtol=2e-5)
 
 
+def test_shared_negatives_equals_concatenated_sampled_softmax():
+    """NextItNet's loss without concatenations: value and gradients equal the sampled
+    softmax over [target, negatives] with label 0, log_q and the accidental-hit mask."""
+    rng = np.random.default_rng(0)
+    n, S = 7, 6
+    pos = (rng.standard_normal(n) * 3).astype(np.float32)
+    neg = (rng.standard_normal((n, S)) * 3).astype(np.float32)
+    lq_pos, lq_neg = rng.uniform(-5, 0, n).astype(np.float32), rng.uniform(-5, 0, S).astype(
+        np.float32
+    )
+    hit_free = rng.random((n, S)) < 0.7
+    hit_free[1] = False  # a row whose every negative is a hit: only its target remains
+    valid = np.array([True, True, False, True, True, True, False])
+    neg[6] = np.nan  # a padded row's scores may be anything
+
+    def shared(pos, neg):
+        return losses.shared_negatives_ce(
+            pos, neg, valid=valid, log_q_pos=lq_pos, log_q_neg=lq_neg, neg_mask=hit_free
+        )
+
+    def concatenated(pos, neg):
+        logits = jnp.concatenate([pos[:, None], neg], axis=1)
+        log_q = jnp.concatenate([lq_pos[:, None], jnp.broadcast_to(lq_neg, (n, S))], axis=1)
+        col_mask = np.concatenate([np.ones((n, 1), bool), hit_free], axis=1)
+        return losses.sampled_softmax_ce(
+            logits, jnp.zeros(n, jnp.int32), valid=valid, log_q=log_q, col_mask=col_mask
+        )
+
+    got, g_got = _jit(jax.value_and_grad(shared, argnums=(0, 1)))(pos, neg)
+    want, g_want = _jit(jax.value_and_grad(concatenated, argnums=(0, 1)))(pos, neg)
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+    for a, b in zip(g_got, g_want):
+        assert np.all(np.isfinite(np.asarray(a)))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    # Row 1 has only its target in the denominator: it adds -log 1 = 0 to the mean.
+    z = [np.concatenate([[pos[i] - lq_pos[i]], (neg[i] - lq_neg)[hit_free[i]]]) for i in range(n)]
+    per_row = [np.log(np.exp(r.astype(np.float64)).sum()) - r[0] for r in z]
+    np.testing.assert_allclose(float(got), np.mean(np.array(per_row)[valid]), rtol=1e-6)
+
+
 def test_bpr_against_numpy_and_extremes():
     rng = np.random.default_rng(0)
     pos = rng.standard_normal(6).astype(np.float32)

@@ -11,7 +11,7 @@ from tiny import task_setup
 
 from jaxrec import baselines, evaluation, sharding
 from jaxrec.cli import main
-from jaxrec.models.nextitnet import NextItNet, causal_conv
+from jaxrec.models.nextitnet import NextItNet, causal_conv, dropout_scales
 
 SMALL = [
     "model.name=nextitnet",
@@ -84,6 +84,33 @@ def test_block_matches_numpy_and_future_items_do_not_leak():
     h2 = model.apply({"params": params}, changed, mask)
     np.testing.assert_array_equal(h2[:, :6], h[:, :6])
     assert not np.allclose(h2[:, 6:], h[:, 6:])
+
+
+def test_dropout_scales_rate_scale_and_keys():
+    s = np.asarray(dropout_scales(jax.random.key(0), (8, 64, 20, 33), 0.3))  # odd size
+    assert s.shape == (8, 64, 20, 33)
+    drop = round(0.3 * 65536)
+    np.testing.assert_array_equal(np.unique(s), [0.0, np.float32(65536 / (65536 - drop))])
+    # 337,920 cells: the dropped fraction within 5 standard errors of the rate, mean 1.
+    assert abs((s == 0).mean() - drop / 65536) < 5 * np.sqrt(0.3 * 0.7 / s.size)
+    assert abs(s.mean() - 1.0) < 0.01
+    # Each block gets its own mask; another key, another mask; same key, same mask.
+    assert (s[0] != s[1]).mean() > 0.3
+    assert (s != np.asarray(dropout_scales(jax.random.key(1), s.shape, 0.3))).mean() > 0.3
+    np.testing.assert_array_equal(s, dropout_scales(jax.random.key(0), s.shape, 0.3))
+
+
+def test_dropout_only_in_training_and_on_every_block():
+    model, params, ids, mask = _model_and_params()
+    p, rngs = {"params": params}, {"dropout": jax.random.key(3)}
+    h = model.apply(p, ids, mask)
+    half = model.clone(dropout=0.5)
+    np.testing.assert_array_equal(half.apply(p, ids, mask), h)  # eval: no dropout
+    assert not np.allclose(half.apply(p, ids, mask, train=True, rngs=rngs), h)
+    # Rate 1 drops every block's residual branch: what is left is relu(E[ids]).
+    everything = model.clone(dropout=1.0).apply(p, ids, mask, train=True, rngs=rngs)
+    E = np.asarray(nn.meta.unbox(params)["E"])
+    np.testing.assert_allclose(everything, np.maximum(E[np.asarray(ids)], 0), rtol=1e-6)
 
 
 def test_left_padding_does_not_change_the_output():

@@ -199,23 +199,16 @@ def nextitnet_train_step(state: CNNState, batch, rng, *, c: StepConfig):
             return losses.full_softmax_ce(
                 logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), weight.reshape(-1)
             )
-        pos = model.apply(p, h, tgt, method="score_targets")[..., None]
+        pos = model.apply(p, h, tgt, method="score_targets")
         neg = model.apply(p, h, local_samples, method="score")
-        logits = jnp.concatenate([pos, neg], axis=-1).reshape(-1, 1 + c.n_sample)
-        log_q = jnp.concatenate(
-            [lq_t[..., None], jnp.broadcast_to(lq_s, neg.shape)], axis=-1
-        ).reshape(logits.shape)
         # A sample equal to the row's own target is an accidental hit: left out of its row.
-        hits = jnp.concatenate(
-            [jnp.ones_like(pos, bool), samples[None, None, :] != targets[..., None]], axis=-1
-        )
-        labels = jnp.zeros(logits.shape[0], jnp.int32)
-        return losses.sampled_softmax_ce(
-            logits,
-            labels,
+        return losses.shared_negatives_ce(
+            pos.reshape(-1),
+            neg.reshape(-1, c.n_sample),
             valid=weight.reshape(-1),
-            log_q=log_q,
-            col_mask=hits.reshape(logits.shape),
+            log_q_pos=lq_t.reshape(-1),
+            log_q_neg=lq_s,
+            neg_mask=(samples[None, None, :] != targets[..., None]).reshape(-1, c.n_sample),
         )
 
     loss, (g_dense, g_tables) = jax.value_and_grad(loss_fn, argnums=(0, 1))(dense, tables)
