@@ -263,6 +263,10 @@ class EvalConfig:
     protocols: tuple[str, ...] = ("full", "sampled")
     ks: tuple[int, ...] = (10, 20)
     metric: str = "ndcg@10"  # early-stopping and best-checkpoint metric (full ranking, validation)
+    # Where that metric is read: valid, or test: the protocol of CFGAN's and IRGAN's own
+    # code, which keeps the epoch best on the test set. Optimistic; only for reproducing
+    # those papers' figures; the last epoch's test figures are reported beside it.
+    select_on: str = "valid"
     num_negatives: int = 100
     chunk_size: int = 1024
     max_history: int = 200

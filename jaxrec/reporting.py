@@ -47,12 +47,13 @@ class MetricWriter:
 
 def results_table(rows: list[tuple[str, dict]], keys: tuple[str, ...]) -> str:
     """A fixed-width table: one row per system (model or baseline), one column per metric."""
-    head = f"{'system':<24}" + "".join(f"{k:>14}" for k in keys)
+    width = max([24, *(len(name) + 2 for name, _ in rows)])
+    head = f"{'system':<{width}}" + "".join(f"{k:>14}" for k in keys)
     lines = [head, "-" * len(head)]
     for name, result in rows:
         cells = "".join(
             f"{result[k]:>14.4f}" if isinstance(result.get(k), float) else f"{'-':>14}"
             for k in keys
         )
-        lines.append(f"{name:<24}{cells}")
+        lines.append(f"{name:<{width}}{cells}")
     return "\n".join(lines)

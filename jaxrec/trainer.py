@@ -223,9 +223,17 @@ def _train_locked(cfg: Config, workdir: Path) -> dict:
         out_shardings=(run.shardings, sharding.replicated(run.mesh)),
     )
     finite_fn = jax.jit(_all_finite)
-    has_valid = len(run.split.eval_users("valid")) > 0
+    select_on = cfg.eval.select_on
+    if select_on not in ("valid", "test"):
+        raise ConfigError(f"eval.select_on={select_on!r}: use valid or test")
+    has_valid = len(run.split.eval_users(select_on)) > 0
     if not has_valid:
         say("split has no validation users: no early stopping, the last parameters are tested")
+    elif select_on == "test":
+        say(
+            "eval.select_on=test: the epoch is picked on the TEST set (the authors' protocol); "
+            "its figures are optimistic, the last epoch's are reported beside them"
+        )
     step_key = jax.random.fold_in(jax.random.key(tcfg.seed), 1)
     writer = MetricWriter(workdir)
     show = sys.stdout.isatty() if tcfg.progress is None else tcfg.progress
@@ -279,7 +287,7 @@ def _train_locked(cfg: Config, workdir: Path) -> dict:
         if has_valid and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
             crash_point("eval", delay=0.01)
             with stop.interruptible():
-                (valid,) = evaluate_params(run, state.params, "valid", ("full",))
+                (valid,) = evaluate_params(run, state.params, select_on, ("full",))
             if cfg.eval.metric not in valid:
                 names = ", ".join(k for k, v in valid.items() if isinstance(v, float))
                 raise ConfigError(
@@ -288,7 +296,7 @@ def _train_locked(cfg: Config, workdir: Path) -> dict:
                 )
             # Lower is better for error metrics (AutoRec's RMSE): compare the negation.
             value = valid[cfg.eval.metric] * (-1 if cfg.eval.metric in LOWER_IS_BETTER else 1)
-            writer.write(int(state.step), valid, "valid")
+            writer.write(int(state.step), valid, select_on)
             line += f"; {evaluation.format_metrics(valid)}"
             if meta["best"] is None or value > meta["best"]:
                 meta.update(best=value, best_epoch=epoch, bad_epochs=0)
@@ -365,7 +373,8 @@ def _train_locked(cfg: Config, workdir: Path) -> dict:
             ckpt.close()
             try:
                 with stop.interruptible():  # the final checkpoint exists: rerunning only tests
-                    results = report(run, best, writer, say)
+                    last = None if select_on == "valid" else (state.params, meta["best_epoch"])
+                    results = report(run, best, writer, say, last)
             except Preempted:
                 say("SIGTERM during the test evaluation; rerun to evaluate again")
                 raise SystemExit(143) from None
@@ -377,9 +386,20 @@ def _train_locked(cfg: Config, workdir: Path) -> dict:
     return results
 
 
-def report(run: Run, params, writer: MetricWriter, say) -> dict:
-    """Test metrics of `params` beside the baselines, printed as a table and returned."""
-    rows = [(run.cfg.model.name, r) for r in evaluate_params(run, params, "test")]
+def report(run: Run, params, writer: MetricWriter, say, last=None) -> dict:
+    """Test metrics of `params` beside the baselines, printed as a table and returned.
+
+    last: (last parameters, best epoch) when the epoch was picked on the test set: both the
+    picked and the last epoch are reported, each row named for what it is.
+    """
+    name = run.cfg.model.name
+    if last is None:
+        rows = [(name, r) for r in evaluate_params(run, params, "test")]
+    else:
+        last_params, best_epoch = last
+        picked = f"{name} (epoch {best_epoch}, picked on test)"
+        rows = [(picked, r) for r in evaluate_params(run, params, "test")]
+        rows += [(f"{name} (last epoch)", r) for r in evaluate_params(run, last_params, "test")]
     rows += evaluate_baselines(run, "test")
     for name, r in rows:
         writer.write(0, {"system": name, **r}, "test")

@@ -32,6 +32,27 @@ def _sets(extra=()):
     return out
 
 
+def test_select_on_test_reports_the_picked_and_the_last_epoch(tmp_path, capsys):
+    """eval.select_on=test (CFGAN's and IRGAN's own protocol): the test set is evaluated
+    every epoch, the best epoch's parameters are reported, labelled, beside the last's."""
+    wd = tmp_path / "run"
+    sets = ["train.epochs=3", "eval.select_on=test", "eval.protocols=[full]", "train.patience=0"]
+    assert main(["train", "--workdir", str(wd), *_sets(sets)]) == 0
+    assert "picked on the TEST set" in capsys.readouterr().out
+    lines = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert not any(r["kind"] == "valid" for r in lines)
+    during = [r["ndcg@10"] for r in lines if r["kind"] == "test" and "system" not in r]
+    assert len(during) == 3
+    rows = {r["system"]: r for r in json.loads((wd / "results.json").read_text())["results"]}
+    best = int(np.argmax(during)) + 1
+    picked = rows[f"gru4rec (epoch {best}, picked on test)"]
+    np.testing.assert_allclose(picked["ndcg@10"], max(during), rtol=1e-6)
+    np.testing.assert_allclose(rows["gru4rec (last epoch)"]["ndcg@10"], during[-1], rtol=1e-6)
+
+    assert main(["train", "--workdir", str(tmp_path / "bad"), *_sets(["eval.select_on=tset"])])
+    assert "eval.select_on='tset'" in capsys.readouterr().err
+
+
 def test_train_evaluate_recommend_end_to_end(tmp_path, capsys):
     wd = tmp_path / "run"
     assert main(["train", "--workdir", str(wd), *_sets(["train.epochs=2"])]) == 0

@@ -285,8 +285,9 @@ def test_shared_negatives_equals_concatenated_sampled_softmax():
     n, S = 7, 6
     pos = (rng.standard_normal(n) * 3).astype(np.float32)
     neg = (rng.standard_normal((n, S)) * 3).astype(np.float32)
-    lq_pos, lq_neg = rng.uniform(-5, 0, n).astype(np.float32), rng.uniform(-5, 0, S).astype(
-        np.float32
+    lq_pos, lq_neg = (
+        rng.uniform(-5, 0, n).astype(np.float32),
+        rng.uniform(-5, 0, S).astype(np.float32),
     )
     hit_free = rng.random((n, S)) < 0.7
     hit_free[1] = False  # a row whose every negative is a hit: only its target remains
@@ -309,7 +310,7 @@ def test_shared_negatives_equals_concatenated_sampled_softmax():
     got, g_got = _jit(jax.value_and_grad(shared, argnums=(0, 1)))(pos, neg)
     want, g_want = _jit(jax.value_and_grad(concatenated, argnums=(0, 1)))(pos, neg)
     np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
-    for a, b in zip(g_got, g_want):
+    for a, b in zip(g_got, g_want, strict=True):
         assert np.all(np.isfinite(np.asarray(a)))
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
     # Row 1 has only its target in the denominator: it adds -log 1 = 0 to the mean.

@@ -128,7 +128,7 @@ class NextItNet(nn.Module):
         if train and self.dropout > 0:
             key = self.make_rng("dropout")
             scales = dropout_scales(key, (len(self.blocks), *x.shape), self.dropout)
-        for block, s in zip(self.blocks, scales):
+        for block, s in zip(self.blocks, scales, strict=True):
             x = block(x, mask, s)
         return jnp.where(mask[..., None], jax.nn.relu(x), 0.0)
 
