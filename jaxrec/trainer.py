@@ -403,7 +403,7 @@ def report(run: Run, params, writer: MetricWriter, say, last=None) -> dict:
     rows += evaluate_baselines(run, "test")
     for name, r in rows:
         writer.write(0, {"system": name, **r}, "test")
-    ks = run.cfg.eval.ks[:2]
+    ks = run.cfg.eval.ks[:3]
     # One target per user (leave-one-out): HR/NDCG/MRR; several (held-out sets): Recall/NDCG/P.
     _, targets = run.split.stage("test")
     several = int(targets.lengths.max(initial=0)) > 1
