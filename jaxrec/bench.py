@@ -107,6 +107,8 @@ def context(cfg_dict: dict | None = None) -> dict:
     """Where a number comes from: hardware, device kind and count, versions, commit, config."""
     import jax
 
+    from jaxrec.host_memory import keep_freed_memory
+
     commit = None
     try:
         commit = subprocess.run(
@@ -128,6 +130,8 @@ def context(cfg_dict: dict | None = None) -> dict:
         "jaxlib": __import__("jaxlib").version.__version__,
         "python": platform.python_version(),
         "commit": commit,
+        # glibc malloc keeping freed memory (jaxrec.host_memory), or the system default
+        "host_malloc": "keep-freed" if keep_freed_memory() else "default",
         "config": cfg_dict,
     }
 
@@ -392,6 +396,9 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jaxrec.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # each case's subprocess too, before its first computation
     ap = argparse.ArgumentParser(prog="jaxrec bench", description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="quick", help=f"one of {', '.join(SUITES)}")
     ap.add_argument("--only", nargs="*", help="only these models or benchmarks (train, scale)")

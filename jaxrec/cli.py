@@ -218,6 +218,9 @@ def cmd_data(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jaxrec.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # before XLA's first computation starts its threads
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # its own parser: jaxrec.bench
         from jaxrec import bench

@@ -26,6 +26,7 @@ from jaxrec.checkpoint import Checkpointer, crash_point
 from jaxrec.config import Config
 from jaxrec.data.load import load_split
 from jaxrec.errors import ConfigError, JaxrecError
+from jaxrec.host_memory import keep_freed_memory
 from jaxrec.reporting import MetricWriter, results_table
 from jaxrec.tasks import Task, build_task
 from jaxrec.workdir import Preempted, Preemption
@@ -48,6 +49,7 @@ class Run:
 
 def prepare(cfg: Config) -> Run:
     """Load data, build the mesh and the task, and initialise the sharded state."""
+    keep_freed_memory()  # effective when nothing was computed before (see host_memory)
     data, split = load_split(cfg.data)
     mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.model)
     sharding.check_divisible(mesh, cfg.train.batch_size)
