@@ -107,7 +107,7 @@ def context(cfg_dict: dict | None = None) -> dict:
     """Where a number comes from: hardware, device kind and count, versions, commit, config."""
     import jax
 
-    from jaxrec.host_memory import keep_freed_memory
+    from jaxrec import host_memory
 
     commit = None
     try:
@@ -131,7 +131,7 @@ def context(cfg_dict: dict | None = None) -> dict:
         "python": platform.python_version(),
         "commit": commit,
         # glibc malloc keeping freed memory (jaxrec.host_memory), or the system default
-        "host_malloc": "keep-freed" if keep_freed_memory() else "default",
+        "host_malloc": host_memory.state(),
         "config": cfg_dict,
     }
 
@@ -211,11 +211,12 @@ def run_case(case: dict) -> list[dict]:
     import jax
     import numpy as np
 
-    from jaxrec import sharding, trainer
+    from jaxrec import host_memory, sharding, trainer
     from jaxrec.bench_serving import scorer_case, shard_memory_case
     from jaxrec.config import load_config, to_dict
 
     cfg = load_config(case["config"], case["set"])
+    host_memory.apply_setting(cfg.train.host_malloc)  # before this case's first computation
     serving = {"scorer": scorer_case, "embedding-shards": shard_memory_case}.get(case["benchmark"])
     run = None if serving else trainer.prepare(cfg)
     ctx = context(to_dict(cfg))
@@ -396,9 +397,6 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jaxrec.host_memory import keep_freed_memory
-
-    keep_freed_memory()  # each case's subprocess too, before its first computation
     ap = argparse.ArgumentParser(prog="jaxrec bench", description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="quick", help=f"one of {', '.join(SUITES)}")
     ap.add_argument("--only", nargs="*", help="only these models or benchmarks (train, scale)")

@@ -104,10 +104,11 @@ def _restore_best(workdir: str):
 
 
 def cmd_train(args) -> None:
-    from jaxrec import distributed, trainer
+    from jaxrec import distributed, host_memory, trainer
     from jaxrec.config import load_config
 
     cfg = load_config(args.config, args.set)
+    host_memory.apply_setting(cfg.train.host_malloc)  # before XLA's threads start
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     name = Path(args.config).stem if args.config else "default"
     trainer.train_and_evaluate(cfg, args.workdir or os.path.join("runs", name), force=args.force)
@@ -218,9 +219,6 @@ def cmd_data(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jaxrec.host_memory import keep_freed_memory
-
-    keep_freed_memory()  # before XLA's first computation starts its threads
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:  # its own parser: jaxrec.bench
         from jaxrec import bench

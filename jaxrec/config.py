@@ -253,6 +253,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     progress: bool | None = None  # None = only when stdout is a terminal
     nonfinite: str = "stop"  # non-finite loss/metrics: stop (naming the step) | skip the update
+    # Host malloc for XLA's CPU temporaries: default | keep-freed (jaxrec.host_memory).
+    host_malloc: str = "default"
     preempt_grace_seconds: float = 25.0  # SIGTERM → checkpoint and exit 143 within this time
 
 

@@ -8,14 +8,20 @@ fault and a kernel page-zeroing per 4 KiB. Measured on the 2-core CPU (2026-11-2
 Caser step on Games (65 MiB of temporaries) took 16,650 page faults and 33 ms per call;
 with the settings below, 0 faults and 17.5 ms; NextItNet 18,879 faults, 61 → 45 ms.
 
-`keep_freed_memory` sets glibc's malloc (via `mallopt`) to serve every thread from the main
+`keep_freed_memory` (config `train.host_malloc: keep-freed`) sets glibc's malloc (via `mallopt`) to serve every thread from the main
 heap (`M_ARENA_MAX` 1), never to `mmap` (`M_MMAP_MAX` 0) and to return freed memory to the
 OS only above 2 GiB free at the heap top (`M_TRIM_THRESHOLD`), so a step's freed
-temporaries are reused by the next one. The cost: the process's resident memory stays near
-its peak. It only helps if it runs before XLA starts its thread pools (the first
-computation): the CLI calls it first thing; `trainer.prepare` calls it too, which is enough
-for a script that builds its run before computing anything. `JAXREC_HOST_MALLOC=default`
-turns it off. Elsewhere than Linux with glibc it does nothing.
+temporaries are reused by the next one. The costs: the process's resident memory stays near
+its peak, and every thread shares one malloc lock. It is not a default because it does not
+help every step: GRU4Rec's epoch time did not change, and CDAE's step got slower in
+half of the runs (12 ms → 14–32 ms; `jaxrec bench --only cdae`, five runs), so only the
+configs where it was measured to help turn it on (`caser_games`, `nextitnet_games`).
+
+It only works if it runs before XLA starts its thread pools (the first computation):
+`jaxrec train` and the benchmark cases apply the config's setting right after reading the
+config, and `trainer.prepare` does too, which is enough for a script that builds its run
+before computing anything. The environment variable `JAXREC_HOST_MALLOC=default` overrides
+the config. Elsewhere than Linux with glibc it does nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+
+from jaxrec.errors import ConfigError
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>
 _applied: bool | None = None
@@ -43,3 +51,18 @@ def keep_freed_memory() -> bool:
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
     _applied = all(mallopt(option, value) == 1 for option, value in settings)
     return _applied
+
+
+SETTINGS = ("default", "keep-freed")
+
+
+def apply_setting(value: str) -> bool:
+    """Apply config `train.host_malloc` (default | keep-freed); True if keep-freed is in effect."""
+    if value not in SETTINGS:
+        raise ConfigError(f"train.host_malloc={value!r}: use one of {', '.join(SETTINGS)}")
+    return keep_freed_memory() if value == "keep-freed" else bool(_applied)
+
+
+def state() -> str:
+    """What this process runs with: 'keep-freed' or 'default' (for benchmark records)."""
+    return "keep-freed" if _applied else "default"

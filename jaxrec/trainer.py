@@ -20,13 +20,12 @@ import numpy as np
 from flax import linen as nn
 from tqdm import tqdm
 
-from jaxrec import baselines, evaluation, sharding
+from jaxrec import baselines, evaluation, host_memory, sharding
 from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoint import Checkpointer, crash_point
 from jaxrec.config import Config
 from jaxrec.data.load import load_split
 from jaxrec.errors import ConfigError, JaxrecError
-from jaxrec.host_memory import keep_freed_memory
 from jaxrec.reporting import MetricWriter, results_table
 from jaxrec.tasks import Task, build_task
 from jaxrec.workdir import Preempted, Preemption
@@ -49,7 +48,7 @@ class Run:
 
 def prepare(cfg: Config) -> Run:
     """Load data, build the mesh and the task, and initialise the sharded state."""
-    keep_freed_memory()  # effective when nothing was computed before (see host_memory)
+    host_memory.apply_setting(cfg.train.host_malloc)  # effective if nothing ran before
     data, split = load_split(cfg.data)
     mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.model)
     sharding.check_divisible(mesh, cfg.train.batch_size)

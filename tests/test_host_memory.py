@@ -57,3 +57,11 @@ def test_freed_temporaries_are_reused_instead_of_page_faulting():
     # (the median call: now and then a call still faults its pages in; cause not found).
     assert default["median_faults"] > 4000
     assert tuned["median_faults"] < default["median_faults"] / 10
+
+
+def test_config_setting_is_checked():
+    from jaxrec.errors import ConfigError
+    from jaxrec.host_memory import apply_setting
+
+    with pytest.raises(ConfigError, match="train.host_malloc='keep'"):
+        apply_setting("keep")
