@@ -13,9 +13,9 @@ heap (`M_ARENA_MAX` 1), never to `mmap` (`M_MMAP_MAX` 0) and to return freed mem
 OS only above 2 GiB free at the heap top (`M_TRIM_THRESHOLD`), so a step's freed
 temporaries are reused by the next one. The costs: the process's resident memory stays near
 its peak, and every thread shares one malloc lock. It is not a default because it does not
-help every step: GRU4Rec's epoch time did not change, and CDAE's step got slower in
-half of the runs (12 ms → 14–32 ms; `jaxrec bench --only cdae`, five runs), so only the
-configs where it was measured to help turn it on (`caser_games`, `nextitnet_games`).
+help every step: GRU4Rec's epoch time did not change, and CDAE ran at 8–9k users/s in 3 of
+8 bench runs with it (16–21k in the others; 19–23k in 5 runs without), so only the configs
+where it was measured to help turn it on (`caser_games`, `nextitnet_games`).
 
 It only works if it runs before XLA starts its thread pools (the first computation):
 `jaxrec train` and the benchmark cases apply the config's setting right after reading the
