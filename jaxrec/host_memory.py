@@ -2,15 +2,16 @@
 
 XLA's CPU runtime allocates each call's temporary buffers (tens of MiB for a train step)
 with malloc and frees them when the call returns. glibc serves requests that large with a
-fresh `mmap` (or from a worker thread's arena, which cannot grow past 64 MiB, so also
-`mmap`) and unmaps them on free, so every call touches brand-new pages: one minor page
-fault and a kernel page-zeroing per 4 KiB. Measured on the 2-core CPU (2026-11-29): the
-Caser step on Games (65 MiB of temporaries) took 16,650 page faults and 33 ms per call;
-with the settings below, 0 faults and 17.5 ms; NextItNet 18,879 faults, 61 → 45 ms.
+fresh `mmap` from XLA's worker threads and unmaps them on free (strace of a test function
+with 122 MiB of temporaries: a new 128 MB mmap on every call), so every call touches brand-new pages: one minor
+page fault and a kernel page-zeroing per 4 KiB. Measured on the 2-core CPU (2026-11-29):
+the Caser step on Games (65 MiB of temporaries) took 16,650 page faults and 33 ms per
+call; with the settings below, 0 faults and 17.5 ms; NextItNet 18,879 faults, 61 → 45 ms.
 
-`keep_freed_memory` (config `train.host_malloc: keep-freed`) sets glibc's malloc (via `mallopt`) to serve every thread from the main
-heap (`M_ARENA_MAX` 1), never to `mmap` (`M_MMAP_MAX` 0) and to return freed memory to the
-OS only above 2 GiB free at the heap top (`M_TRIM_THRESHOLD`), so a step's freed
+`keep_freed_memory` (config `train.host_malloc: keep-freed`) sets glibc's malloc (via
+`mallopt`) to serve every thread from the main heap (`M_ARENA_MAX` 1; without it the
+faults stayed), never to `mmap` (`M_MMAP_MAX` 0) and to return freed memory to the OS
+only above 2 GiB free at the heap top (`M_TRIM_THRESHOLD`), so a step's freed
 temporaries are reused by the next one. The costs: the process's resident memory stays near
 its peak, and every thread shares one malloc lock. It is not a default because it does not
 help every step: GRU4Rec's epoch time did not change, and CDAE ran at 8–9k users/s in 3 of

@@ -393,14 +393,14 @@ def report(run: Run, params, writer: MetricWriter, say, last=None) -> dict:
     last: (last parameters, best epoch) when the epoch was picked on the test set: both the
     picked and the last epoch are reported, each row named for what it is.
     """
-    name = run.cfg.model.name
+    model = run.cfg.model.name
     if last is None:
-        rows = [(name, r) for r in evaluate_params(run, params, "test")]
+        rows = [(model, r) for r in evaluate_params(run, params, "test")]
     else:
         last_params, best_epoch = last
-        picked = f"{name} (epoch {best_epoch}, picked on test)"
+        picked = f"{model} (epoch {best_epoch}, picked on test)"
         rows = [(picked, r) for r in evaluate_params(run, params, "test")]
-        rows += [(f"{name} (last epoch)", r) for r in evaluate_params(run, last_params, "test")]
+        rows += [(f"{model} (last epoch)", r) for r in evaluate_params(run, last_params, "test")]
     rows += evaluate_baselines(run, "test")
     for name, r in rows:
         writer.write(0, {"system": name, **r}, "test")

@@ -22,9 +22,10 @@ embedding and every convolution and output weight; zero biases; LN scale 1, offs
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import linen as nn
 
 from jaxrec.embedding import dot_rows
@@ -62,7 +63,7 @@ def dropout_scales(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.A
     2026-11-29). The rate is rounded to a multiple of 2^-16 (0.3 → 0.299998…) and the scale
     uses the rounded rate, so E[multiplier] = 1 exactly.
     """
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
     u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(shape)
     drop = int(round(rate * 65536))
