@@ -107,6 +107,9 @@ class NextItNetConfig:
     max_length: int = 50  # training sequences: each user's last max_length + 1 items
     dropout: float = 0.0
     tied: bool = False  # output scores against the input table (RecBole) instead of W
+    # What feeds the output layer: "relu" (the official code: ReLU of the last block) or
+    # "linear" (RecBole: a C→C dense layer, no activation).
+    head: str = "relu"
 
 
 @dataclasses.dataclass(frozen=True)

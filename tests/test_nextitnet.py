@@ -11,6 +11,7 @@ from tiny import task_setup
 
 from jaxrec import baselines, evaluation, sharding
 from jaxrec.cli import main
+from jaxrec.errors import ConfigError
 from jaxrec.models.nextitnet import NextItNet, causal_conv, dropout_scales
 
 SMALL = [
@@ -220,3 +221,38 @@ def test_tied_model_scores_against_its_input_table():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     cols = model.apply({"params": params}, h, jnp.array([7]), method="score_targets")
     np.testing.assert_allclose(cols, want[:, 7], rtol=1e-5, atol=1e-6)
+
+
+def test_linear_head_is_a_dense_layer_on_the_last_block_and_stays_causal():
+    model, params, ids, mask = _model_and_params()
+    linear = model.clone(head="linear")
+    lp = linear.init(jax.random.key(0), ids, mask)["params"]
+    relu_params = {k: v for k, v in lp.items() if k != "final"}  # same blocks, ReLU head
+    raw = np.asarray(model.apply({"params": relu_params}, ids, mask, method=_last_block_output))
+    x = np.asarray(model.apply({"params": relu_params}, ids, mask))
+    np.testing.assert_allclose(x, np.maximum(raw, 0), rtol=1e-5, atol=1e-6)
+    h = np.asarray(linear.apply({"params": lp}, ids, mask))
+    f = jax.tree.map(np.asarray, nn.meta.unbox(lp["final"]))
+    np.testing.assert_allclose(h, raw @ f["kernel"] + f["bias"], rtol=1e-4, atol=1e-5)
+    assert (h < 0).any()  # unlike the ReLU head, it can point anywhere in the table's space
+    changed = ids.at[:, 6].set((ids[:, 6] + 1) % 30)
+    h2 = np.asarray(linear.apply({"params": lp}, changed, mask))
+    np.testing.assert_array_equal(h2[:, :6], h[:, :6])
+    pad_ids = jnp.concatenate([jnp.full((3, 4), 7, jnp.int32), ids], axis=1)
+    pad_mask = jnp.concatenate([jnp.zeros((3, 4), bool), mask], axis=1)
+    h_pad = np.asarray(linear.apply({"params": lp}, pad_ids, pad_mask))
+    np.testing.assert_allclose(h_pad[:, 4:], h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(h_pad[:, :4], 0)
+
+
+def _last_block_output(module, ids, mask):
+    """The residual stack's output before the head (for the test above)."""
+    x = jnp.where(mask[..., None], jnp.take(module.E, ids, axis=0), 0.0)
+    for block in module.blocks:
+        x = block(x, mask)
+    return x
+
+
+def test_unknown_head_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.nextitnet.head='gelu'"):
+        _setup(["model.nextitnet.head=gelu"])

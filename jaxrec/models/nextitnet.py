@@ -11,6 +11,8 @@ padding so position t reads only positions ≤ t. Every position's output predic
 item through ReLU then a dense layer to the catalogue (the official full-softmax head
 `conv1d(relu(dilate_input), item_size)`), here an item table `W` [I, C] plus bias `b` [I];
 `tied=True` scores against the input table `E` instead (RecBole's NextItNet), with no `W`.
+`head="linear"` replaces that ReLU by RecBole's `final_layer`, a C→C dense layer: with a
+tied table a ReLU'd hidden state can only match the positive half of the item vectors.
 
 Padding: sequences are left-padded; padded positions are held at zero after the embedding
 and after every convolution, so they equal the causal zero padding and a history's output
@@ -31,6 +33,7 @@ from flax import linen as nn
 from jaxrec.embedding import dot_rows
 
 _INIT = nn.initializers.truncated_normal(stddev=0.02)
+HEADS = ("relu", "linear")
 
 
 def causal_conv(x: jax.Array, w: jax.Array, b: jax.Array, dilation: int, dtype=jnp.float32):
@@ -107,6 +110,7 @@ class NextItNet(nn.Module):
     kernel_size: int = 3
     dropout: float = 0.0
     tied: bool = False  # score against E (RecBole) instead of a separate output table W
+    head: str = "relu"  # relu (official) | linear (RecBole's final C→C layer)
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
@@ -120,10 +124,14 @@ class NextItNet(nn.Module):
             ResidualBlock(C, r, self.kernel_size, self.dtype, name=f"block{i}")
             for i, r in enumerate(self.dilations)
         ]
+        if self.head not in HEADS:
+            raise ValueError(f"NextItNet head={self.head!r}: use one of {', '.join(HEADS)}")
+        if self.head == "linear":
+            self.final = nn.Dense(C, kernel_init=_INIT, name="final")
 
     def __call__(self, ids, mask, train: bool = False) -> jax.Array:
-        """ids int32 [B, L], mask bool [B, L] → hidden [B, L, C] (ReLU'd: the output layer's
-        input), position t summarising items ≤ t."""
+        """ids int32 [B, L], mask bool [B, L] → hidden [B, L, C] (the output layer's input:
+        ReLU'd, or through the final dense layer), position t summarising items ≤ t."""
         x = jnp.where(mask[..., None], jnp.take(self.E, ids, axis=0), 0.0)
         scales = [None] * len(self.blocks)
         if train and self.dropout > 0:
@@ -131,7 +139,8 @@ class NextItNet(nn.Module):
             scales = dropout_scales(key, (len(self.blocks), *x.shape), self.dropout)
         for block, s in zip(self.blocks, scales, strict=True):
             x = block(x, mask, s)
-        return jnp.where(mask[..., None], jax.nn.relu(x), 0.0)
+        h = self.final(x) if self.head == "linear" else jax.nn.relu(x)
+        return jnp.where(mask[..., None], h, 0.0)
 
     def score(self, h: jax.Array, cols: jax.Array | None = None) -> jax.Array:
         """h [..., C] → float32 scores [..., I] (cols None) or [..., S] for item ids cols [S]."""

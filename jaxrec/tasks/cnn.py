@@ -33,6 +33,7 @@ from jaxrec.data.windows import CaserWindows, caser_dataset, nextitnet_dataset
 from jaxrec.embedding import adagrad_rows, gather_rows, touched_rows
 from jaxrec.errors import ConfigError
 from jaxrec.models.caser import ACTIVATIONS, Caser
+from jaxrec.models.nextitnet import HEADS as NEXTITNET_HEADS
 from jaxrec.models.nextitnet import NextItNet
 from jaxrec.optim import make_optimizer, schedule
 from jaxrec.tasks import Task
@@ -342,6 +343,8 @@ def _build_nextitnet(cfg, split) -> Task:
         raise ConfigError(f"nextitnet: loss.kind={lc.kind!r}; use cross-entropy")
     if m.max_length < 1 or m.kernel_size < 1 or not m.dilations:
         raise ConfigError("model.nextitnet: max_length, kernel_size ≥ 1 and dilations non-empty")
+    if m.head not in NEXTITNET_HEADS:
+        raise ConfigError(f"model.nextitnet.head={m.head!r}: use {' or '.join(NEXTITNET_HEADS)}")
     model = NextItNet(
         num_items=split.num_items,
         embedding=m.embedding,
@@ -349,6 +352,7 @@ def _build_nextitnet(cfg, split) -> Task:
         kernel_size=m.kernel_size,
         dropout=m.dropout,
         tied=m.tied,
+        head=m.head,
         dtype=jnp.dtype(cfg.model.compute_dtype),
     )
     counts = item_counts(split.train, split.num_items)
