@@ -105,7 +105,8 @@ class NextItNetConfig:
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one residual block each
     kernel_size: int = 3
     max_length: int = 50  # training sequences: each user's last max_length + 1 items
-    dropout: float = 0.0
+    dropout: float = 0.0  # on every residual branch
+    dropout_embed: float = 0.0  # on the input item embeddings (as GRU4Rec's dropout_embed)
     tied: bool = False  # output scores against the input table (RecBole) instead of W
     # What feeds the output layer: "relu" (the official code: ReLU of the last block) or
     # "linear" (RecBole: a C→C dense layer, no activation).

@@ -256,3 +256,21 @@ def _last_block_output(module, ids, mask):
 def test_unknown_head_is_a_config_error():
     with pytest.raises(ConfigError, match="model.nextitnet.head='gelu'"):
         _setup(["model.nextitnet.head=gelu"])
+
+
+def test_embedding_dropout_drops_whole_input_cells_in_training_only():
+    model, params, ids, mask = _model_and_params()
+    p, rngs = {"params": params}, {"dropout": jax.random.key(3)}
+    h = model.apply(p, ids, mask)
+    emb = model.clone(dropout_embed=0.5)
+    np.testing.assert_array_equal(emb.apply(p, ids, mask), h)  # eval: no dropout
+    # With every block's branch dropped what is left is relu(E[ids] · embedding dropout):
+    # each cell is 0 or twice the embedding, about half of each.
+    both = model.clone(dropout=1.0, dropout_embed=0.5)
+    got = np.asarray(both.apply(p, ids, mask, train=True, rngs=rngs))
+    E = np.maximum(np.asarray(nn.meta.unbox(params)["E"])[np.asarray(ids)], 0)
+    live = E > 0
+    kept = np.isclose(got, 2 * E, rtol=1e-6) & live
+    dropped = (got == 0) & live
+    np.testing.assert_array_equal(kept | dropped, live)
+    assert 0.3 < dropped.sum() / live.sum() < 0.7

@@ -108,7 +108,8 @@ class NextItNet(nn.Module):
     embedding: int = 64  # C
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)
     kernel_size: int = 3
-    dropout: float = 0.0
+    dropout: float = 0.0  # on every residual branch
+    dropout_embed: float = 0.0  # on the input embeddings
     tied: bool = False  # score against E (RecBole) instead of a separate output table W
     head: str = "relu"  # relu (official) | linear (RecBole's final C→C layer)
     dtype: jnp.dtype = jnp.float32
@@ -134,9 +135,12 @@ class NextItNet(nn.Module):
         ReLU'd, or through the final dense layer), position t summarising items ≤ t."""
         x = jnp.where(mask[..., None], jnp.take(self.E, ids, axis=0), 0.0)
         scales = [None] * len(self.blocks)
-        if train and self.dropout > 0:
+        if train and (self.dropout > 0 or self.dropout_embed > 0):
             key = self.make_rng("dropout")
-            scales = dropout_scales(key, (len(self.blocks), *x.shape), self.dropout)
+            if self.dropout > 0:
+                scales = dropout_scales(key, (len(self.blocks), *x.shape), self.dropout)
+            if self.dropout_embed > 0:
+                x = x * dropout_scales(jax.random.fold_in(key, 1), x.shape, self.dropout_embed)
         for block, s in zip(self.blocks, scales, strict=True):
             x = block(x, mask, s)
         h = self.final(x) if self.head == "linear" else jax.nn.relu(x)

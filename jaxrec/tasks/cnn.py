@@ -351,6 +351,7 @@ def _build_nextitnet(cfg, split) -> Task:
         dilations=tuple(m.dilations),
         kernel_size=m.kernel_size,
         dropout=m.dropout,
+        dropout_embed=m.dropout_embed,
         tied=m.tied,
         head=m.head,
         dtype=jnp.dtype(cfg.model.compute_dtype),
