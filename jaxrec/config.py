@@ -111,6 +111,8 @@ class NextItNetConfig:
     # What feeds the output layer: "relu" (the official code: ReLU of the last block) or
     # "linear" (RecBole: a C→C dense layer, no activation).
     head: str = "relu"
+    # On the scores before loss.kind=bpr-max (GRU4Rec's final_act, e.g. elu-0.5).
+    final_act: str = "linear"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -162,6 +162,33 @@ def shared_negatives_ce(
     return _row_mean(lse - p, rows, "mean")
 
 
+def shared_negatives_bpr_max(
+    pos: jax.Array,
+    neg: jax.Array,
+    *,
+    valid: jax.Array,
+    neg_mask: jax.Array | None = None,
+    bpreg: float = 1.0,
+    eps: float = _OFFICIAL_EPS,
+) -> jax.Array:
+    """BPR-max (Hidasi & Karatzoglou, CIKM 2018) of each row's target against S negatives
+    shared by every row: -log(Σ_j s_j σ(r_i - r_j) + eps) + bpreg · Σ_j s_j r_j², s the
+    softmax of the row's negative scores.
+
+    pos float [N] (each row's target score, after any final activation), neg float [N, S];
+    valid bool [N] rows that count; neg_mask bool [N, S], False where a negative is left out
+    of the row (an accidental hit of its target). Returns the float32 mean over valid rows
+    (0 when none); a row left with no negative adds 0.
+    """
+    rows = jnp.asarray(valid, bool)
+    p = jnp.where(rows, _f32(pos), 0.0)  # padded rows: finite, gradient-free
+    n = jnp.where(rows[:, None], _f32(neg), 0.0)
+    keep = rows[:, None] if neg_mask is None else rows[:, None] & neg_mask
+    has_neg = keep.any(axis=1)
+    per_row = _bpr_max_rows(n, p, keep | ~has_neg[:, None], bpreg, eps)
+    return _row_mean(jnp.where(has_neg, per_row, 0.0), rows, "mean")
+
+
 def full_softmax_ce(
     logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None
 ) -> jax.Array:

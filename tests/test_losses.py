@@ -319,6 +319,37 @@ def test_shared_negatives_equals_concatenated_sampled_softmax():
     np.testing.assert_allclose(float(got), np.mean(np.array(per_row)[valid]), rtol=1e-6)
 
 
+def test_shared_negatives_bpr_max_against_numpy():
+    """BPR-max over shared negatives: the formula in float64, hits and padded rows left out,
+    a row with no negative left adding 0, gradients finite."""
+    rng = np.random.default_rng(1)
+    n, S = 6, 5
+    pos = (rng.standard_normal(n) * 2).astype(np.float32)
+    neg = (rng.standard_normal((n, S)) * 2).astype(np.float32)
+    keep = rng.random((n, S)) < 0.7
+    keep[0, 0] = True
+    keep[2] = False  # every negative a hit
+    valid = np.array([True, True, True, False, True, True])
+    neg[3] = np.nan
+
+    def loss(pos, neg):
+        return losses.shared_negatives_bpr_max(pos, neg, valid=valid, neg_mask=keep, bpreg=0.5)
+
+    got, grads = _jit(jax.value_and_grad(loss, argnums=(0, 1)))(pos, neg)
+    per_row = []
+    for i in np.flatnonzero(valid):
+        r = neg[i][keep[i]].astype(np.float64)
+        if r.size == 0:
+            per_row.append(0.0)
+            continue
+        s = np.exp(r - r.max()) / np.exp(r - r.max()).sum()
+        gain = (s * _sigmoid(pos[i] - r)).sum()
+        per_row.append(-np.log(gain + 1e-24) + 0.5 * (s * r**2).sum())
+    np.testing.assert_allclose(float(got), np.mean(per_row), rtol=1e-5)
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
+    assert not np.asarray(grads[1])[3].any() and not np.asarray(grads[1])[~keep].any()
+
+
 def test_bpr_against_numpy_and_extremes():
     rng = np.random.default_rng(0)
     pos = rng.standard_normal(6).astype(np.float32)

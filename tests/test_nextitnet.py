@@ -138,10 +138,13 @@ def test_full_softmax_trains_and_beats_popularity():
     assert model["ndcg@10"] > 4 * pop["ndcg@10"], (model, pop)
 
 
-@pytest.mark.parametrize("tied", [False, True])
-def test_sampled_softmax_sparse_equals_dense_and_lowers_loss(tied):
+@pytest.mark.parametrize(
+    ("tied", "loss"), [(False, "cross-entropy"), (True, "cross-entropy"), (True, "bpr-max")]
+)
+def test_sampled_softmax_sparse_equals_dense_and_lowers_loss(tied, loss):
     extra = ["loss.n_sample=8", "loss.logq=1.0", "optim.name=adagrad", "optim.learning_rate=0.05",
-             f"model.nextitnet.tied={tied}"]  # fmt: skip
+             f"model.nextitnet.tied={tied}", f"loss.kind={loss}",
+             "model.nextitnet.final_act=elu-0.5"]  # fmt: skip
     task_s, state_s, batches, _ = _setup([*extra, "optim.sparse=true", "train.epochs=4"])
     task_d, state_d, _, _ = _setup([*extra, "optim.sparse=false", "train.epochs=4"])
     tables = {"E", "b"} if tied else {"E", "W", "b"}
@@ -156,7 +159,8 @@ def test_sampled_softmax_sparse_equals_dense_and_lowers_loss(tied):
         np.testing.assert_allclose(state_s.params[k], state_d.params[k], rtol=1e-3, atol=1e-5)
     # Same batch, same sampled negatives (the key folds in the step): the loss went down.
     after = float(step(state_s.replace(step=0), batches[0], jax.random.key(1))[1]["loss"])
-    assert after < 0.8 * before, (before, after)
+    # (BPR-max starts near log 2 + its regulariser and falls more slowly on this tiny set.)
+    assert after < (0.8 if loss == "cross-entropy" else 0.9) * before, (before, after)
 
 
 def test_all_padding_batch_changes_nothing():
@@ -253,9 +257,15 @@ def _last_block_output(module, ids, mask):
     return x
 
 
-def test_unknown_head_is_a_config_error():
+def test_bad_head_loss_or_final_act_is_a_config_error():
     with pytest.raises(ConfigError, match="model.nextitnet.head='gelu'"):
         _setup(["model.nextitnet.head=gelu"])
+    with pytest.raises(ConfigError, match="bpr-max needs sampled negatives"):
+        _setup(["loss.kind=bpr-max", "loss.n_sample=0"])
+    with pytest.raises(ConfigError, match="use cross-entropy or bpr-max"):
+        _setup(["loss.kind=top1-max", "loss.n_sample=8"])
+    with pytest.raises(ConfigError, match="final_act='elu'"):
+        _setup(["loss.kind=bpr-max", "loss.n_sample=8", "model.nextitnet.final_act=elu"])
 
 
 def test_embedding_dropout_drops_whole_input_cells_in_training_only():

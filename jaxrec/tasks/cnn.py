@@ -71,6 +71,9 @@ class StepConfig:
     full_softmax: bool = False  # Caser: softmax over every item instead of BCE on negatives
     sample_alpha: float = 0.5
     logq: float = 0.0
+    kind: str = "cross-entropy"  # NextItNet: or bpr-max over the sampled negatives
+    bpreg: float = 1.0
+    final_act: str = "linear"  # before bpr-max
 
 
 def _localize(named: dict, sizes: dict) -> tuple[dict, dict]:
@@ -203,13 +206,23 @@ def nextitnet_train_step(state: CNNState, batch, rng, *, c: StepConfig):
         pos = model.apply(p, h, tgt, method="score_targets")
         neg = model.apply(p, h, local_samples, method="score")
         # A sample equal to the row's own target is an accidental hit: left out of its row.
+        hit_free = (samples[None, None, :] != targets[..., None]).reshape(-1, c.n_sample)
+        if c.kind == "bpr-max":  # as GRU4Rec: scores - logQ, then final_act, then the loss
+            act = losses.final_activation(c.final_act, c.kind)
+            return losses.shared_negatives_bpr_max(
+                act(pos - lq_t).reshape(-1),
+                act(neg - lq_s).reshape(-1, c.n_sample),
+                valid=weight.reshape(-1),
+                neg_mask=hit_free,
+                bpreg=c.bpreg,
+            )
         return losses.shared_negatives_ce(
             pos.reshape(-1),
             neg.reshape(-1, c.n_sample),
             valid=weight.reshape(-1),
             log_q_pos=lq_t.reshape(-1),
             log_q_neg=lq_s,
-            neg_mask=(samples[None, None, :] != targets[..., None]).reshape(-1, c.n_sample),
+            neg_mask=hit_free,
         )
 
     loss, (g_dense, g_tables) = jax.value_and_grad(loss_fn, argnums=(0, 1))(dense, tables)
@@ -339,8 +352,11 @@ def _build_caser(cfg, split) -> Task:
 
 def _build_nextitnet(cfg, split) -> Task:
     m, B, lc = cfg.model.nextitnet, cfg.train.batch_size, cfg.loss
-    if lc.kind != "cross-entropy":
-        raise ConfigError(f"nextitnet: loss.kind={lc.kind!r}; use cross-entropy")
+    if lc.kind not in ("cross-entropy", "bpr-max"):
+        raise ConfigError(f"nextitnet: loss.kind={lc.kind!r}; use cross-entropy or bpr-max")
+    if lc.kind == "bpr-max" and not lc.n_sample:
+        raise ConfigError("nextitnet: loss.kind=bpr-max needs sampled negatives (loss.n_sample)")
+    losses.final_activation(m.final_act, lc.kind)  # a bad name fails here, not inside jit
     if m.max_length < 1 or m.kernel_size < 1 or not m.dilations:
         raise ConfigError("model.nextitnet: max_length, kernel_size ≥ 1 and dilations non-empty")
     if m.head not in NEXTITNET_HEADS:
@@ -369,7 +385,15 @@ def _build_nextitnet(cfg, split) -> Task:
     tables = item_tables(cfg, names)
     example = (jnp.zeros((B, m.max_length), jnp.int32), jnp.ones((B, m.max_length), bool))
     c = StepConfig(model, tx, schedule(cfg.optim, total_steps), tables, cfg.optim.momentum)
-    c = dataclasses.replace(c, n_sample=lc.n_sample, sample_alpha=lc.sample_alpha, logq=lc.logq)
+    c = dataclasses.replace(
+        c,
+        n_sample=lc.n_sample,
+        sample_alpha=lc.sample_alpha,
+        logq=lc.logq,
+        kind=lc.kind,
+        bpreg=lc.bpreg,
+        final_act=m.final_act,
+    )
     represent = functools.partial(nextitnet_represent, model=model, width=m.max_length)
 
     def dataset(process_index: int, process_count: int):
