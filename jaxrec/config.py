@@ -105,6 +105,9 @@ class NextItNetConfig:
     dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one residual block each
     kernel_size: int = 3
     max_length: int = 50  # training sequences: each user's last max_length + 1 items
+    # Shorter training widths a mini-batch of similar-length users may take (see
+    # jaxrec.data.windows); () = every mini-batch max_length wide.
+    length_buckets: tuple[int, ...] = ()
     dropout: float = 0.0  # on every residual branch
     dropout_embed: float = 0.0  # on the input item embeddings (as GRU4Rec's dropout_embed)
     tied: bool = False  # output scores against the input table (RecBole) instead of W

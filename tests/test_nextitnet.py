@@ -284,3 +284,25 @@ def test_embedding_dropout_drops_whole_input_cells_in_training_only():
     dropped = (got == 0) & live
     np.testing.assert_array_equal(kept | dropped, live)
     assert 0.3 < dropped.sum() / live.sum() < 0.7
+
+
+@pytest.mark.parametrize("n_sample", [0, 8])
+def test_narrow_bucketed_batch_steps_as_the_full_width_batch(n_sample):
+    """A length-bucketed batch gives the same loss and update as the same rows padded to
+    max_length + 1: left padding is invisible to the model and the loss."""
+    extra = ["model.nextitnet.length_buckets=[3,6]", f"loss.n_sample={n_sample}",
+             "data.synthetic.mean_length=4"]  # fmt: skip
+    task, state, batches, _ = _setup(extra)
+    widths = [b["ids"].shape[1] for b in batches]
+    assert min(widths) < 13 and set(widths) <= {4, 7, 13}
+    b = next(b for b in batches if b["ids"].shape[1] < 13)
+    pad = 13 - b["ids"].shape[1]
+    wide = {**b, "ids": np.pad(b["ids"], ((0, 0), (pad, 0))),
+            "mask": np.pad(b["mask"], ((0, 0), (pad, 0)))}  # fmt: skip
+    step = jax.jit(task.train_step)
+    s1, m1 = step(state, b, jax.random.key(2))
+    s2, m2 = step(state, wide, jax.random.key(2))
+    np.testing.assert_allclose(float(m1["loss"]), float(m2["loss"]), rtol=1e-5)
+    assert int(m1["examples"]) == int(m2["examples"])
+    for a, c in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params), strict=True):
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)

@@ -5,7 +5,7 @@ import pytest
 
 from jaxrec.data.interactions import Sequences
 from jaxrec.data.windows import CaserWindows, NextItNetRows, caser_dataset, nextitnet_dataset
-from jaxrec.errors import DataError
+from jaxrec.errors import ConfigError, DataError
 
 NUM_ITEMS = 30
 
@@ -77,10 +77,12 @@ def test_user_with_every_item_is_an_error():
         CaserWindows(Sequences.from_rows([[0, 1, 2]]), **{**KW, "num_items": 3})
 
 
-@pytest.mark.parametrize("make", [caser_dataset, nextitnet_dataset])
+@pytest.mark.parametrize("make", [caser_dataset, nextitnet_dataset, "bucketed"])
 def test_iterator_state_resumes_same_next_batches(make):
     seqs = _seqs()
     kw = KW if make is caser_dataset else dict(max_length=6, batch_size=4, epochs=2, seed=3)
+    if make == "bucketed":
+        make, kw = nextitnet_dataset, {**kw, "length_buckets": (2, 4)}
     it = iter(make(seqs, **kw))
     for _ in range(3):
         next(it)
@@ -117,3 +119,55 @@ def test_nextitnet_rows_are_last_items_left_padded_once_per_epoch():
         assert not b["mask"][~b["valid"]].any()
     want = {u: seqs.row(u)[-7:].tolist() for u in range(seqs.num_rows) if seqs.lengths[u] >= 2}
     assert got == want
+
+
+def _long_seqs(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = np.minimum(rng.geometric(0.15, n) + 1, 40)
+    return Sequences.from_rows([rng.integers(0, NUM_ITEMS, k) for k in lengths])
+
+
+def test_length_buckets_keep_every_row_and_cut_the_padding():
+    seqs = _long_seqs()
+    kw = dict(max_length=20, batch_size=16, epochs=2, seed=1)
+    plain = NextItNetRows(seqs, **kw)
+    src = NextItNetRows(seqs, **kw, length_buckets=(3, 7, 12))
+    assert len(src) == len(plain)
+    want = {u: seqs.row(u)[-21:].tolist() for u in range(seqs.num_rows) if seqs.lengths[u] >= 2}
+    for epoch in range(2):
+        got, cells = {}, 0
+        for i in range(epoch * src.steps, (epoch + 1) * src.steps):
+            b = src[i]
+            width = b["ids"].shape[1]
+            assert width in (4, 8, 13, 21)
+            longest = max(int(b["mask"][r].sum()) for r in np.flatnonzero(b["valid"]))
+            assert width == min(w for w in (4, 8, 13, 21) if w >= longest)  # the smallest
+            for r in np.flatnonzero(b["valid"]):
+                assert int(b["users"][r]) not in got  # once per epoch
+                got[int(b["users"][r])] = b["ids"][r][b["mask"][r]].tolist()
+            assert not b["mask"][~b["valid"]].any()
+            assert bool(b["_last"]) == (i == (epoch + 1) * src.steps - 1)
+            cells += b["ids"].size
+        assert got == want
+        assert cells < 0.6 * src.steps * 16 * 21  # most of the fixed width was padding
+    # Another epoch, another order; a different seed, different batches.
+    first = [tuple(src[i]["users"]) for i in range(src.steps)]
+    second = [tuple(src[i]["users"]) for i in range(src.steps, 2 * src.steps)]
+    assert first != second
+
+
+def test_length_buckets_processes_agree_on_the_width():
+    seqs = _long_seqs()
+    kw = dict(max_length=20, batch_size=8, epochs=1, seed=2, length_buckets=(5, 10))
+    full = NextItNetRows(seqs, **kw)
+    parts = [NextItNetRows(seqs, **kw, process_index=p, process_count=2) for p in (0, 1)]
+    for i in range(len(full)):
+        f, a, b = full[i], parts[0][i], parts[1][i]
+        for k in ("users", "ids", "mask", "valid"):
+            np.testing.assert_array_equal(np.concatenate([a[k], b[k]]), f[k])
+
+
+def test_bad_length_bucket_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"length_buckets \[3, 20\]"):
+        NextItNetRows(_long_seqs(), max_length=20, batch_size=8, epochs=1, seed=0,
+                      length_buckets=(3, 20))  # fmt: skip

@@ -10,7 +10,13 @@ interacted with in training (the official `_generate_negative_samples`), redrawn
 epoch from a generator seeded by (seed, epoch, mini-batch).
 
 NextItNet (Yuan et al., WSDM 2019): each user with ≥ 2 training items is one row, the last
-`max_length + 1` items, left-padded; the model reads items [:-1] and predicts [1:].
+`max_length + 1` items, left-padded; the model reads items [:-1] and predicts [1:]. With
+`length_buckets`, a mini-batch is only as wide as its longest row needs (the smallest
+bucket + 1 that holds it): the epoch's permutation is cut into pools of 64 mini-batches,
+each pool sorted by row length and cut into mini-batches, and the mini-batches shuffled
+again, so users of similar length share a batch. On Games, where 70 % of a fixed-width
+batch's positions are padding, buckets (3, 5, 7, 10, 14) of max_length 20 leave 35 % of
+the positions (computed from the row lengths); the step compiles once per width.
 
 Both: element i = mini-batch (epoch, j), users permuted per (seed, epoch); the last
 mini-batch of an epoch is padded with invalid rows (`valid` False) so every batch has one
@@ -56,15 +62,18 @@ class _Batches:
         epoch, j = divmod(int(index), self.steps)
         cache = self._cache
         if cache is None or cache[0] != epoch:
-            order = np.arange(self.num)
-            if self.shuffle:
-                order = np.random.default_rng([self.seed, epoch]).permutation(self.num)
-            cache = self._cache = (epoch, order)
+            cache = self._cache = (epoch, self.epoch_order(epoch))
         part = cache[1][j * self.batch_size : (j + 1) * self.batch_size]
         ids = np.zeros(self.batch_size, np.int64)
         ids[: len(part)] = part
         valid = np.arange(self.batch_size) < len(part)
         return epoch, j, ids, valid
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Example ids int64 [num] in the epoch's order; mini-batch j is slice j."""
+        if not self.shuffle:
+            return np.arange(self.num)
+        return np.random.default_rng([self.seed, epoch]).permutation(self.num)
 
     def host_keys(self, epoch: int, j: int) -> dict:
         return {"_epoch": np.int64(epoch), "_last": np.bool_(j == self.steps - 1)}
@@ -173,20 +182,46 @@ class NextItNetRows(_Batches):
         shuffle: bool = True,
         process_index: int = 0,
         process_count: int = 1,
+        length_buckets: tuple[int, ...] = (),
     ):
         self.seqs, self.width = seqs, max_length + 1
         self.users = np.flatnonzero(seqs.lengths >= 2).astype(np.int32)
         if len(self.users) == 0:
             raise ConfigError("no training sequence has 2 or more items; nothing to learn from")
+        bad = [b for b in length_buckets if not 1 <= int(b) < max_length]
+        if bad:
+            raise ConfigError(
+                f"length_buckets {list(length_buckets)}: each must lie in [1, max_length="
+                f"{max_length}) (max_length itself is always a bucket); got {bad}"
+            )
+        # Row widths a mini-batch may take (input length + the last target), ascending.
+        self.widths = np.array(sorted({int(b) + 1 for b in length_buckets} | {self.width}))
+        self.row_width = np.minimum(seqs.lengths[self.users], self.width)
         super().__init__(
             len(self.users), batch_size, epochs, seed, shuffle, process_index, process_count
         )
 
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        order = super().epoch_order(epoch)
+        if len(self.widths) == 1:
+            return order
+        B = self.batch_size
+        pools = np.split(order, np.arange(64 * B, len(order), 64 * B))
+        order = np.concatenate([p[np.argsort(self.row_width[p], kind="stable")] for p in pools])
+        full = len(order) // B  # whole mini-batches are reshuffled; a short last one stays last
+        batches = order[: full * B].reshape(full, B)
+        if self.shuffle:
+            batches = batches[np.random.default_rng([self.seed, epoch, 1]).permutation(full)]
+        return np.concatenate([batches.reshape(-1), order[full * B :]])
+
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         epoch, j, rows, valid = self.chosen(index)
+        # One width for the whole global batch, so every process builds the same shape.
+        longest = self.row_width[rows[valid]].max(initial=0)
+        width = int(self.widths[np.searchsorted(self.widths, longest)])
         users = np.where(valid, self.users[rows], 0).astype(np.int32)[self.columns]
         valid = valid[self.columns]
-        ids, mask = self.seqs.padded(users, self.width, left=True)
+        ids, mask = self.seqs.padded(users, width, left=True)
         mask &= valid[:, None]
         ids = np.where(mask, ids, 0)
         batch = {"users": users, "ids": ids, "mask": mask, "valid": valid}

@@ -406,6 +406,7 @@ def _build_nextitnet(cfg, split) -> Task:
             shuffle=cfg.train.shuffle,
             process_index=process_index,
             process_count=process_count,
+            length_buckets=tuple(m.length_buckets),
         )
 
     return Task(
