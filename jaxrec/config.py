@@ -106,7 +106,8 @@ class NextItNetConfig:
     kernel_size: int = 3
     max_length: int = 50  # training sequences: each user's last max_length + 1 items
     # Shorter training widths a mini-batch of similar-length users may take (see
-    # jaxrec.data.windows); () = every mini-batch max_length wide.
+    # jaxrec.data.windows); () = every mini-batch max_length wide. With buckets the loss is
+    # a batch's sum over positions ÷ the mean positions per batch (a constant), not its mean.
     length_buckets: tuple[int, ...] = ()
     dropout: float = 0.0  # on every residual branch
     dropout_embed: float = 0.0  # on the input item embeddings (as GRU4Rec's dropout_embed)

@@ -306,3 +306,24 @@ def test_narrow_bucketed_batch_steps_as_the_full_width_batch(n_sample):
     assert int(m1["examples"]) == int(m2["examples"])
     for a, c in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params), strict=True):
         np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)
+
+
+def test_bucketed_loss_weighs_every_position_alike():
+    """With length buckets the gradient is the batch's sum over positions ÷ a constant (the
+    mean positions per batch), not its mean: with SGD the update is the mean-loss update
+    scaled by (positions in the batch) ÷ constant; the reported loss is still the mean."""
+    extra = ["optim.name=sgd", "optim.learning_rate=0.1", "loss.n_sample=8",
+             "data.synthetic.mean_length=4"]  # fmt: skip
+    task_b, state, batches, split = _setup([*extra, "model.nextitnet.length_buckets=[3,6]"])
+    task_u, _, _, _ = _setup(extra)
+    lengths = np.minimum(split.train.lengths, 13) - 1
+    const = 16 * lengths[lengths >= 1].mean()
+    b = batches[0]
+    count = int((b["mask"][:, :-1] & b["mask"][:, 1:]).sum())
+    s_b, m_b = jax.jit(task_b.train_step)(state, b, jax.random.key(2))
+    s_u, m_u = jax.jit(task_u.train_step)(state, b, jax.random.key(2))
+    np.testing.assert_allclose(float(m_b["loss"]), float(m_u["loss"]), rtol=1e-5)
+    for k in ("E", "b"):
+        d_b = np.asarray(s_b.params[k]) - np.asarray(state.params[k])
+        d_u = np.asarray(s_u.params[k]) - np.asarray(state.params[k])
+        np.testing.assert_allclose(d_b, d_u * count / const, rtol=2e-3, atol=1e-7)

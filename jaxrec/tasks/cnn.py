@@ -71,6 +71,10 @@ class StepConfig:
     full_softmax: bool = False  # Caser: softmax over every item instead of BCE on negatives
     sample_alpha: float = 0.5
     logq: float = 0.0
+    # NextItNet: the loss is the sum over a batch's positions divided by this constant
+    # (length buckets) instead of their mean (0), so that each position weighs the same
+    # whether its batch holds short or long rows.
+    positions_per_batch: float = 0.0
     kind: str = "cross-entropy"  # NextItNet: or bpr-max over the sampled negatives
     bpreg: float = 1.0
     final_act: str = "linear"  # before bpr-max
@@ -194,15 +198,24 @@ def nextitnet_train_step(state: CNNState, batch, rng, *, c: StepConfig):
         model = model.clone(num_items=rows["items"].shape[0])
     dense, tables = _split_params(state, c, rows)
 
+    reduction = "sum" if c.positions_per_batch else "mean"
+
     def loss_fn(dense, tables):
+        total = batch_loss(dense, tables)
+        if not c.positions_per_batch:
+            return total, total
+        return total / c.positions_per_batch, total / jnp.maximum(weight.sum(), 1)
+
+    def batch_loss(dense, tables):
         p = {"params": {**dense, **tables}}
         h = model.apply(p, local_ids[:, :-1], in_mask, train=True, rngs={"dropout": k_drop})
         tgt = local_ids[:, 1:]
         if not c.n_sample:
             logits = model.apply(p, h, method="score")
             return losses.full_softmax_ce(
-                logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), weight.reshape(-1)
-            )
+                logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), weight.reshape(-1),
+                reduction,
+            )  # fmt: skip
         pos = model.apply(p, h, tgt, method="score_targets")
         neg = model.apply(p, h, local_samples, method="score")
         # A sample equal to the row's own target is an accidental hit: left out of its row.
@@ -215,6 +228,7 @@ def nextitnet_train_step(state: CNNState, batch, rng, *, c: StepConfig):
                 valid=weight.reshape(-1),
                 neg_mask=hit_free,
                 bpreg=c.bpreg,
+                reduction=reduction,
             )
         return losses.shared_negatives_ce(
             pos.reshape(-1),
@@ -223,9 +237,11 @@ def nextitnet_train_step(state: CNNState, batch, rng, *, c: StepConfig):
             log_q_pos=lq_t.reshape(-1),
             log_q_neg=lq_s,
             neg_mask=hit_free,
+            reduction=reduction,
         )
 
-    loss, (g_dense, g_tables) = jax.value_and_grad(loss_fn, argnums=(0, 1))(dense, tables)
+    grad_fn = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+    (_, loss), (g_dense, g_tables) = grad_fn(dense, tables)
     state = _apply(state, c, dense, g_dense, rows, g_tables, valid.any())
     return state, {"loss": loss, "examples": valid.sum()}
 
@@ -377,6 +393,9 @@ def _build_nextitnet(cfg, split) -> Task:
         raise ConfigError("no training sequence has 2 or more items; nothing to learn from")
     cdf, log_counts = sampler_tables(counts, lc.sample_alpha)
     users = int((split.train.lengths >= 2).sum())
+    # Trained positions per user row (its last max_length + 1 items, minus the first).
+    positions = np.minimum(split.train.lengths, m.max_length + 1) - 1
+    per_batch = B * float(positions[positions >= 1].mean()) if m.length_buckets else 0.0
     total_steps = -(-users // B) * cfg.train.epochs
     tx = make_optimizer(cfg.optim, total_steps)
     # Full softmax touches every output row, so only the sampled form has sparse tables.
@@ -393,6 +412,7 @@ def _build_nextitnet(cfg, split) -> Task:
         kind=lc.kind,
         bpreg=lc.bpreg,
         final_act=m.final_act,
+        positions_per_batch=per_batch,
     )
     represent = functools.partial(nextitnet_represent, model=model, width=m.max_length)
 
