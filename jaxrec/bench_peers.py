@@ -35,7 +35,7 @@ from pathlib import Path
 # jaxrec model name → RecBole model name (the autoencoders share one script and split).
 AUTOENCODERS = {"multvae": "MultiVAE", "multdae": "MultiDAE", "cdae": "CDAE"}
 # jaxrec name → (RecBole model, batches timed): about 10,000 examples at each config's batch.
-SEQUENTIAL = {"gru4rec": ("GRU4Rec", 200), "caser": ("Caser", 20), "nextitnet": ("NextItNet", 80)}
+SEQUENTIAL = {"gru4rec": ("GRU4Rec", 200), "caser": ("Caser", 20), "nextitnet": ("NextItNet", 320)}
 
 
 def _command(model: str, python: Path, repo: Path, data_dir, epochs: int, out: Path, tmp):

@@ -41,7 +41,7 @@ NAME = "games"
 
 # jaxrec's configs/{gru4rec,caser,nextitnet}_games.yaml in RecBole's terms. MAX_ITEM_LIST_LENGTH
 # is the input window: GRU4Rec 50 (RecBole's default), Caser L = 5 (RecBole's vertical filter
-# spans the whole window), NextItNet 20 (jaxrec's max_length). RecBole's Caser predicts one
+# spans the whole window), NextItNet 50 (jaxrec's max_length). RecBole's Caser predicts one
 # next item with CE (the paper: T = 3 targets, 3 negatives each, BCE) and its reg_weight is
 # an L2-norm penalty; its NextItNet trains the last position of each prefix example only.
 MODEL_DEFAULTS = {
@@ -49,9 +49,9 @@ MODEL_DEFAULTS = {
                 "dropout_prob": 0.3, "train_batch_size": 64},
     "Caser": {"MAX_ITEM_LIST_LENGTH": 5, "embedding_size": 50, "nh": 16, "nv": 4,
               "dropout_prob": 0.5, "reg_weight": 1e-6, "train_batch_size": 512},
-    "NextItNet": {"MAX_ITEM_LIST_LENGTH": 20, "embedding_size": 64, "kernel_size": 3,
+    "NextItNet": {"MAX_ITEM_LIST_LENGTH": 50, "embedding_size": 128, "kernel_size": 3,
                   "block_num": 2, "dilations": [1, 2, 4, 8], "reg_weight": 1e-5,
-                  "train_batch_size": 128},
+                  "train_batch_size": 32},
 }  # fmt: skip
 
 
