@@ -49,7 +49,7 @@ MODEL_DEFAULTS = {
                 "dropout_prob": 0.3, "train_batch_size": 64},
     "Caser": {"MAX_ITEM_LIST_LENGTH": 5, "embedding_size": 50, "nh": 16, "nv": 4,
               "dropout_prob": 0.5, "reg_weight": 1e-6, "train_batch_size": 512},
-    "NextItNet": {"MAX_ITEM_LIST_LENGTH": 50, "embedding_size": 128, "kernel_size": 3,
+    "NextItNet": {"MAX_ITEM_LIST_LENGTH": 50, "embedding_size": 256, "kernel_size": 3,
                   "block_num": 2, "dilations": [1, 2, 4, 8], "reg_weight": 1e-5,
                   "train_batch_size": 32},
 }  # fmt: skip
