@@ -250,40 +250,45 @@ def run_case(case: dict) -> list[dict]:
 
     state = run.state
     # One executable per batch shape (NextItNet's length buckets give several widths), each
-    # compiled and run once before the clock starts (a first run allocates, ~5× a step); the
-    # first one's compile is `compile_time`.
+    # compiled and run once before the clock starts: a first run is slow (with buckets the
+    # step p99 was 117 ms against 29 ms once every shape had run, NextItNet bench, 2-core
+    # CPU). The first shape's compile and run is `compile_time`, the others' compiles
+    # `compile_time_other_shapes`.
     executables, other_compiles = {}, []
 
-    def compiled_for(b):
-        nonlocal state
-        shapes = tuple((k, v.shape) for k, v in sorted(b.items()))
-        if shapes not in executables:
-            t = time.perf_counter()
-            executables[shapes] = step.lower(state, b, key).compile()
-            other_compiles.append(time.perf_counter() - t)
-            if len(executables) > 1:
-                state, _ = executables[shapes](state, b, key)
-                jax.block_until_ready(state)
-        return executables[shapes]
+    def shape_of(b):
+        return tuple((k, v.shape) for k, v in sorted(b.items()))
 
-    first = batch()
+    def compiled_for(b):
+        """The shape key of batch b, its executable compiled and run once if new."""
+        nonlocal state
+        k = shape_of(b)
+        if k not in executables:
+            t = time.perf_counter()
+            executables[k] = step.lower(state, b, key).compile()
+            other_compiles.append(time.perf_counter() - t)
+            state, _ = executables[k](state, b, key)
+            jax.block_until_ready(state)
+        return k
+
     t = time.perf_counter()
-    state, m = compiled_for(first)(state, first, key)
-    jax.block_until_ready(state)
+    compiled_for(batch())
     add("compile_time", time.perf_counter() - t, "s")
     other_compiles.clear()
+
     for _ in range(case["warmup"]):
         b = batch()
-        state, m = compiled_for(b)(state, b, key)
+        state, m = executables[compiled_for(b)](state, b, key)
     jax.block_until_ready(state)
     T = cfg.train.steps_per_call if run.task.batch_axis == 1 else 1
     throughputs, steps, latencies, timed = [], [], [], []
     for _ in range(case["repeats"]):
         prepared = [batch() for _ in range(case["calls"])]
-        calls = [compiled_for(b) for b in prepared]
+        shapes = [compiled_for(b) for b in prepared]
+        calls = [executables[k] for k in shapes]
         examples = 0
         t_all = time.perf_counter()
-        timed += calls
+        timed += shapes
         for compiled, b in zip(calls, prepared, strict=True):
             t = time.perf_counter()
             state, m = compiled(state, b, key)
@@ -304,15 +309,12 @@ def run_case(case: dict) -> list[dict]:
     if other_compiles:  # further batch shapes, compiled (and run once) outside the timed calls
         add("compile_time_other_shapes", sum(other_compiles), "s",
             {"shapes": len(other_compiles)})  # fmt: skip
-    flops, nbytes = _step_cost(timed[0], T)
-    call_s = _percentile(latencies, 50) * T
-    if len(executables) > 1:  # mixed shapes: mean work of the timed calls over their mean time
-        costs = [_step_cost(c, T) for c in executables.values()]
-        per = {id(c): cost for c, cost in zip(executables.values(), costs, strict=True)}
-        work = [per[id(c)] for c in timed]
-        flops = None if any(f is None for f, _ in work) else statistics.mean(f for f, _ in work)
-        nbytes = None if any(n is None for _, n in work) else statistics.mean(n for _, n in work)
-        call_s = statistics.mean(latencies) * T
+    # Mixed shapes: the timed calls' mean work over their mean time (one shape: median time).
+    cost = {k: _step_cost(e, T) for k, e in executables.items()}
+    work = [cost[k] for k in timed]
+    flops = None if any(f is None for f, _ in work) else statistics.mean(f for f, _ in work)
+    nbytes = None if any(n is None for _, n in work) else statistics.mean(n for _, n in work)
+    call_s = T * (statistics.mean(latencies) if len(cost) > 1 else _percentile(latencies, 50))
     if flops:
         add("achieved_flops", flops / call_s, "FLOP/s", {"flops_per_call": flops})
     if nbytes:

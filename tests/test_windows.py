@@ -150,7 +150,7 @@ def test_length_buckets_keep_every_row_and_cut_the_padding():
             cells += b["ids"].size
         assert got == want
         assert cells < 0.6 * src.steps * 16 * 21  # most of the fixed width was padding
-    # Another epoch, another order; a different seed, different batches.
+    # Another epoch, another order.
     first = [tuple(src[i]["users"]) for i in range(src.steps)]
     second = [tuple(src[i]["users"]) for i in range(src.steps, 2 * src.steps)]
     assert first != second
