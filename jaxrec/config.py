@@ -93,8 +93,15 @@ class CaserConfig:
     negatives: int = 3  # uniform negatives per target (loss "bce")
     tied: bool = False  # RecBole's output layer: fc2 to d, scored against the input table
     # "bce": the paper's binary cross-entropy on targets and sampled negatives; "softmax":
-    # cross-entropy of a softmax over every item per target (RecBole's Caser loss).
+    # cross-entropy of a softmax over every item per target (RecBole's Caser loss);
+    # "sampled-softmax": over loss.n_sample negatives ∝ count^loss.sample_alpha shared by
+    # the mini-batch, minus loss.logq × logQ (NextItNet's sampled loss).
     loss: str = "bce"
+    # Which windows an epoch trains on: "official" (graytowne/caser_pytorch: every L + T
+    # consecutive items, so a user's first L items are never targets) or "every-item"
+    # (RecBole: each training item after the first starts a window's targets, the input
+    # its up to L predecessors, left-padded; the targets are cut at the sequence's end).
+    windows: str = "official"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -81,11 +81,24 @@ def test_score_reads_the_last_L_items_and_the_user():
     np.testing.assert_allclose(narrow[1], s_a[1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("loss,tied", [("bce", False), ("softmax", False), ("bce", True)])
+def _shared_samples(state, rng, n_sample):
+    """The step's shared negatives, drawn as the step draws them (its key, fold_in 1)."""
+    key = jax.random.fold_in(jax.random.fold_in(rng, state.step), 1)
+    cdf = np.asarray(state.sample_cdf, np.float64)
+    u = np.asarray(jax.random.uniform(key, (n_sample,)), np.float64) * cdf[-1]
+    return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+
+
+@pytest.mark.parametrize(
+    "loss,tied",
+    [("bce", False), ("softmax", False), ("bce", True), ("sampled-softmax", False)],
+)
 def test_loss_matches_numpy_reference(loss, tied):
-    """The step's loss from the model's own full scores: the paper's BCE or the softmax."""
+    """The step's loss from the model's own full scores: the paper's BCE, the softmax, or
+    the sampled softmax over shared negatives with logQ and accidental hits left out."""
     extra = ["model.caser.dropout=0", f"model.caser.loss={loss}", f"model.caser.tied={tied}"]
-    task, state, batches, _ = _setup(extra)
+    extra += ["loss.n_sample=25", "loss.logq=1.0", "loss.sample_alpha=0.5"]
+    task, state, batches, split = _setup(extra)
     assert ("W2" in state.params) != tied
     b = batches[-1]  # the epoch's last batch: may carry padding rows
     logits = np.asarray(task.score(state.params, b["users"], b["ids"], b["mask"]), np.float64)
@@ -95,10 +108,24 @@ def test_loss_matches_numpy_reference(loss, tied):
         assert b["negatives"].shape[1] == 3 * b["targets"].shape[1]
         neg = np.take_along_axis(logits, b["negatives"], axis=1)[b["valid"]]
         want = np.log1p(np.exp(-pos)).mean() + np.log1p(np.exp(neg)).mean()
-    else:
+    elif loss == "softmax":
         assert b["negatives"].shape[1] == 0  # no negatives drawn for the softmax
         lse = np.log(np.exp(logits).sum(1, keepdims=True))
         want = (lse - np.take_along_axis(logits, b["targets"], axis=1))[t_mask].mean()
+    else:
+        samples = _shared_samples(state, jax.random.key(0), 25)
+        rows = [split.train.row(u)[1:] for u in range(split.train.num_rows)]
+        counts = np.bincount(np.concatenate(rows), minlength=split.num_items)  # as targets
+        log_q = 0.5 * np.log(np.maximum(counts, 1))
+        terms = []
+        for r, t in np.argwhere(t_mask):
+            target = b["targets"][r, t]
+            keep = samples != target  # an accidental hit is left out of the denominator
+            cols = np.concatenate([[target], samples[keep]])
+            z = logits[r, cols] - log_q[cols]
+            terms.append(np.log(np.exp(z).sum()) - z[0])
+        want = np.mean(terms)
+        assert len(set(samples.tolist())) > 5
     _, m = jax.jit(task.train_step)(state, b, jax.random.key(0))
     np.testing.assert_allclose(float(m["loss"]), want, rtol=1e-5)
 

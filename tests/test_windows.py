@@ -63,6 +63,26 @@ def test_caser_windows_equal_brute_force_enumeration_each_epoch():
     assert epochs[0] != epochs[1]  # reshuffled per epoch
 
 
+def test_every_item_windows_give_each_later_item_one_window_of_its_predecessors():
+    """windows="every-item" (RecBole's): item k ≥ 1 is the first target of one window whose
+    input is the up-to-L items before it (left-padded), targets cut at the sequence's end."""
+    L, T = 5, 3
+    seqs = _seqs()
+    want = []
+    for u in range(seqs.num_rows):
+        r = list(seqs.row(u))
+        for k in range(1, len(r)):
+            pos = range(k - L, k + T)
+            items = tuple(r[p] if 0 <= p < len(r) else 0 for p in pos)
+            want.append((u, items, tuple(0 <= p < len(r) for p in pos)))
+    src = CaserWindows(seqs, **{**KW, "windows": "every-item"})
+    assert src.num == len(want) == sum(max(n - 1, 0) for n in seqs.lengths)
+    got = [w for i in range(src.steps) for w in _rows(src[i])]
+    assert sorted(got) == sorted(want)
+    with pytest.raises(ConfigError, match="every-item"):
+        CaserWindows(seqs, **{**KW, "windows": "all"})
+
+
 def test_negatives_are_uniform_over_unseen_items():
     seqs = Sequences.from_rows([[0, 1, 2, 3], [4]])
     src = CaserWindows(seqs, **{**KW, "num_items": 8, "negatives": 2000, "batch_size": 2})

@@ -137,11 +137,13 @@ class Caser(nn.Module):
         return x
 
     def score(self, x: jax.Array, cols: jax.Array | None = None) -> jax.Array:
-        """x [B, 2d] ([B, d] tied) → float32 scores [B, I] (cols None) or [B, C] for item ids
-        cols [B, C]."""
+        """x [B, 2d] ([B, d] tied) → float32 scores [B, I] (cols None), [B, C] for item ids
+        cols [B, C] (each row its own), or [B, S] for ids cols [S] shared by every row."""
         W = self.item_vectors()
         if cols is None:
             return dot_rows(x, W) + self.b2
+        if cols.ndim == 1:
+            return dot_rows(x, W[cols]) + self.b2[cols]
         w, b = jnp.take(W, cols, axis=0), jnp.take(self.b2, cols, axis=0)
         return jnp.einsum("bd,bcd->bc", x, w, preferred_element_type=jnp.float32) + b
 

@@ -4,7 +4,8 @@ Caser (Tang & Wang, WSDM 2018) trains on sliding windows (L inputs → T targets
 `negatives × T` uniform negatives per window and the official binary cross-entropy:
 mean over targets of -log σ(y⁺) plus mean over negatives of -log(1 - σ(y⁻)); or
 (`model.caser.loss: softmax`, RecBole's choice) the mean over targets of the cross-entropy
-of a softmax over every item.
+of a softmax over every item; or (`sampled-softmax`) NextItNet's sampled softmax below,
+each of a window's T targets against the same shared negatives.
 NextItNet (Yuan et al., WSDM 2019) predicts the next item at every position of each user's
 last `max_length + 1` training items: full softmax (`loss.n_sample = 0`) or a sampled
 softmax over the position's target plus `loss.n_sample` items drawn ∝ popularity^alpha,
@@ -38,6 +39,10 @@ from jaxrec.models.nextitnet import NextItNet
 from jaxrec.optim import make_optimizer, schedule
 from jaxrec.tasks import Task
 from jaxrec.tasks.sequential import sampler_tables
+
+# Caser's losses: the paper's BCE on sampled negatives, a softmax over every item
+# (RecBole's), or a sampled softmax over loss.n_sample shared negatives with logQ.
+CASER_LOSSES = ("bce", "softmax", "sampled-softmax")
 
 
 class CNNState(struct.PyTreeNode):
@@ -130,6 +135,20 @@ def _apply(state, c: StepConfig, dense, g_dense, tables_rows, g_tables, keep):
     )
 
 
+def _shared_samples(state, key, c: StepConfig) -> tuple[jax.Array, jax.Array]:
+    """c.n_sample items ∝ count^alpha shared by the mini-batch: (ids int32 [S], logQ [S])."""
+    num_items = state.params["E"].shape[0]
+    u = jax.random.uniform(key, (c.n_sample,)) * state.sample_cdf[-1]
+    samples = jnp.searchsorted(state.sample_cdf, u, side="right").astype(jnp.int32)
+    samples = jnp.minimum(samples, num_items - 1)
+    return samples, _log_q(state, samples, c)
+
+
+def _log_q(state, items, c: StepConfig) -> jax.Array:
+    """logQ term of `items` (q ∝ count^alpha; the target's too, as TF's sampled softmax)."""
+    return c.logq * c.sample_alpha * state.log_counts[items]
+
+
 def _masked_mean(x, m):
     return jnp.where(m, x, 0.0).sum() / jnp.maximum(m.sum(), 1)
 
@@ -137,10 +156,16 @@ def _masked_mean(x, m):
 def caser_train_step(state: CNNState, batch, rng, *, c: StepConfig):
     """One Adam/Adagrad step on a mini-batch of windows (see `CaserWindows` for the keys)."""
     key = jax.random.fold_in(rng, state.step)
+    k_drop, k_sample = key, jax.random.fold_in(key, 1)  # dropout's stream as without samples
     valid, mask, t_mask = batch["valid"], batch["mask"], batch["target_mask"]
     t_mask = t_mask & valid[:, None]
     n_mask = jnp.broadcast_to(valid[:, None], batch["negatives"].shape)
     ids = {k: batch[k] for k in ("users", "ids", "targets", "negatives")}
+    if c.n_sample:  # shared negatives: [B, T] targets each against the same S items
+        samples, lq_s = _shared_samples(state, k_sample, c)
+        lq_t = _log_q(state, batch["targets"], c)
+        hit_free = samples[None, None, :] != batch["targets"][..., None]  # [B, T, S]
+        ids["samples"] = samples
     model, rows = c.model, None
     if c.tables:  # padding touches nothing: out-of-range ids gather zeros, scatters drop
         I, U = state.params["E"].shape[0], state.params["P"].shape[0]
@@ -150,13 +175,27 @@ def caser_train_step(state: CNNState, batch, rng, *, c: StepConfig):
             "targets": ("items", jnp.where(t_mask, ids["targets"], I)),
             "negatives": ("items", jnp.where(n_mask, ids["negatives"], I)),
         }
+        if c.n_sample:
+            named["samples"] = ("items", ids["samples"])
         rows, ids = _localize(named, {"items": I, "users": U})
         model = model.clone(num_items=rows["items"].shape[0], num_users=rows["users"].shape[0])
     dense, tables = _split_params(state, c, rows)
 
     def loss_fn(dense, tables):
         p = {"params": {**dense, **tables}}
-        x = model.apply(p, ids["users"], ids["ids"], mask, train=True, rngs={"dropout": key})
+        x = model.apply(p, ids["users"], ids["ids"], mask, train=True, rngs={"dropout": k_drop})
+        if c.n_sample:  # sampled softmax, logQ-corrected, accidental hits left out
+            pos = model.apply(p, x, ids["targets"], method="score")  # [B, T]
+            neg = model.apply(p, x, ids["samples"], method="score")  # [B, S]
+            T = pos.shape[1]
+            return losses.shared_negatives_ce(
+                pos.reshape(-1),
+                jnp.repeat(neg, T, axis=0),
+                valid=t_mask.reshape(-1),
+                log_q_pos=lq_t.reshape(-1),
+                log_q_neg=lq_s,
+                neg_mask=hit_free.reshape(-1, c.n_sample),
+            )
         if c.full_softmax:  # mean over real targets of logsumexp(all items) - target's score
             logits = model.apply(p, x, method="score")
             pos = jnp.take_along_axis(logits, ids["targets"], axis=1)
@@ -184,12 +223,8 @@ def nextitnet_train_step(state: CNNState, batch, rng, *, c: StepConfig):
     num_items = state.params["E"].shape[0]
     samples = None
     if c.n_sample:
-        u = jax.random.uniform(k_sample, (c.n_sample,)) * state.sample_cdf[-1]
-        samples = jnp.searchsorted(state.sample_cdf, u, side="right").astype(jnp.int32)
-        samples = jnp.minimum(samples, num_items - 1)
-        # logQ: q ∝ count^alpha for every column (the target's too, as TF's sampled softmax).
-        lq_t = c.logq * c.sample_alpha * state.log_counts[targets]
-        lq_s = c.logq * c.sample_alpha * state.log_counts[samples]
+        samples, lq_s = _shared_samples(state, k_sample, c)
+        lq_t = _log_q(state, targets, c)
     model, rows, local_ids, local_samples = c.model, None, ids, samples
     if c.tables:
         named = {"ids": ("items", jnp.where(mask, ids, num_items)), "s": ("items", samples)}
@@ -311,9 +346,14 @@ def _build_caser(cfg, split) -> Task:
             raise ConfigError(f"caser activation {name!r}: use one of {', '.join(ACTIVATIONS)}")
     if m.length < 1 or m.targets < 1 or m.negatives < 0:
         raise ConfigError("model.caser: length and targets must be ≥ 1, negatives ≥ 0")
-    if m.loss not in ("bce", "softmax"):
-        raise ConfigError(f"model.caser.loss={m.loss!r}: use bce (the paper) or softmax")
-    softmax = m.loss == "softmax"
+    if m.loss not in CASER_LOSSES:
+        raise ConfigError(
+            f"model.caser.loss={m.loss!r}: use bce (the paper), softmax or sampled-softmax"
+        )
+    softmax, sampled = m.loss == "softmax", m.loss == "sampled-softmax"
+    lc = cfg.loss
+    if sampled and lc.n_sample < 1:
+        raise ConfigError("model.caser.loss=sampled-softmax needs loss.n_sample ≥ 1")
     model = Caser(
         num_items=split.num_items,
         num_users=split.num_users,
@@ -327,9 +367,9 @@ def _build_caser(cfg, split) -> Task:
         tied=m.tied,
         dtype=jnp.dtype(cfg.model.compute_dtype),
     )
-    kw = dict(num_items=split.num_items, length=m.length, targets=m.targets)
-    kw.update(negatives=0 if softmax else m.negatives, batch_size=B, epochs=cfg.train.epochs,
-              seed=cfg.train.seed)  # fmt: skip
+    kw = dict(num_items=split.num_items, length=m.length, targets=m.targets, windows=m.windows)
+    kw.update(negatives=m.negatives if m.loss == "bce" else 0, batch_size=B,
+              epochs=cfg.train.epochs, seed=cfg.train.seed)  # fmt: skip
     windows = CaserWindows(split.train, **kw).num
     total_steps = -(-windows // B) * cfg.train.epochs
     tx = make_optimizer(cfg.optim, total_steps)
@@ -340,9 +380,13 @@ def _build_caser(cfg, split) -> Task:
     tables = item_tables(cfg, names)
     example = (jnp.zeros((B,), jnp.int32), jnp.zeros((B, m.length), jnp.int32))
     example += (jnp.ones((B, m.length), bool),)
-    empty = (np.zeros(1, np.float32), np.zeros(1, np.float32))
+    sampler = (np.zeros(1, np.float32), np.zeros(1, np.float32))
+    if sampled:
+        sampler = sampler_tables(item_counts(split.train, split.num_items), lc.sample_alpha)
     c = StepConfig(model, tx, schedule(cfg.optim, total_steps), tables, cfg.optim.momentum)
     c = dataclasses.replace(c, full_softmax=softmax)
+    if sampled:
+        c = dataclasses.replace(c, n_sample=lc.n_sample, sample_alpha=lc.sample_alpha, logq=lc.logq)
     represent = functools.partial(caser_represent, model=model)
 
     def dataset(process_index: int, process_count: int):
@@ -356,7 +400,7 @@ def _build_caser(cfg, split) -> Task:
 
     return Task(
         name="caser",
-        init_state=_state_init(model, tx, tables, example, empty, cfg.optim.momentum),
+        init_state=_state_init(model, tx, tables, example, sampler, cfg.optim.momentum),
         train_step=functools.partial(caser_train_step, c=c),
         score=functools.partial(_score, model=model, represent=represent),
         dataset=dataset,
