@@ -88,6 +88,7 @@ class CaserConfig:
     horizontal_filters: int = 16  # n_h per height 1..L
     vertical_filters: int = 4  # n_v
     dropout: float = 0.5
+    dropout_embed: float = 0.0  # on the input window's item embeddings (not in the paper)
     conv_activation: str = "relu"  # activation of the horizontal convolutions (phi_c)
     fc_activation: str = "relu"  # activation of the fully-connected layer (phi_a)
     negatives: int = 3  # uniform negatives per target (loss "bce")

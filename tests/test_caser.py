@@ -11,6 +11,7 @@ from tiny import task_setup
 
 from jaxrec import baselines, evaluation, sharding
 from jaxrec.cli import main
+from jaxrec.errors import ConfigError
 from jaxrec.models.caser import Caser
 
 SMALL = [
@@ -233,3 +234,35 @@ def test_tied_output_scores_against_the_input_table():
     cols = model.apply({"params": params}, x, jnp.array([[3, 8], [1, 2]]), method="score")
     np.testing.assert_allclose(cols, np.take_along_axis(want, np.array([[3, 8], [1, 2]]), 1),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
+    shared = model.apply({"params": params}, x, jnp.array([8, 3, 3]), method="score")
+    np.testing.assert_allclose(shared, want[:, [8, 3, 3]], rtol=1e-5, atol=1e-6)
+
+
+def test_embedding_dropout_drops_window_rows_and_leaves_the_conv_dropout_stream_alone():
+    """dropout_embed zeroes (and rescales) input embedding entries in training only; at rate 0
+    it draws no key, so the conv-output dropout masks are those of a model without it."""
+    kw = dict(num_items=30, num_users=4, length=3, embedding=6, vertical_filters=0)
+    args = (jnp.array([1, 2]), jnp.array([[3, 4, 5], [0, 7, 9]]), jnp.ones((2, 3), bool))
+    plain = Caser(**kw, dropout=0.5)
+    params = plain.init(jax.random.key(0), *args)["params"]
+    rngs = {"dropout": jax.random.key(5)}
+    a = plain.apply({"params": params}, *args, train=True, rngs=rngs)
+    b = Caser(**kw, dropout=0.5, dropout_embed=0.0).apply(
+        {"params": params}, *args, train=True, rngs=rngs
+    )
+    np.testing.assert_array_equal(a, b)
+    emb_only = Caser(**kw, dropout=0.0, dropout_embed=0.5)
+    evals = emb_only.apply({"params": params}, *args)
+    trained = [emb_only.apply({"params": params}, *args, train=True, rngs={"dropout": k})
+               for k in jax.random.split(jax.random.key(1), 2)]  # fmt: skip
+    assert not np.allclose(trained[0], evals) and not np.allclose(trained[0], trained[1])
+    np.testing.assert_array_equal(emb_only.apply({"params": params}, *args), evals)
+
+
+def test_bad_loss_or_windows_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.caser.loss='ce'"):
+        _setup(["model.caser.loss=ce"])
+    with pytest.raises(ConfigError, match="sampled-softmax needs loss.n_sample"):
+        _setup(["model.caser.loss=sampled-softmax", "loss.n_sample=0"])
+    with pytest.raises(ConfigError, match="model.caser.windows='all'"):
+        _setup(["model.caser.windows=all"])

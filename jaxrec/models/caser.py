@@ -62,6 +62,7 @@ class Caser(nn.Module):
     horizontal_filters: int = 16  # n_h
     vertical_filters: int = 4  # n_v
     dropout: float = 0.5
+    dropout_embed: float = 0.0  # on the window's item embeddings (not in the paper)
     conv_activation: str = "relu"
     fc_activation: str = "relu"
     tied: bool = False  # RecBole's output: fc2 to d, scored against E (no W2)
@@ -99,6 +100,7 @@ class Caser(nn.Module):
         self.fc1 = self.param("fc1", _torch_default(fan), (fan, d))
         self.fc1_bias = self.param("fc1_bias", _torch_default(fan), (d,))
         self.drop = nn.Dropout(self.dropout)
+        self.drop_embed = nn.Dropout(self.dropout_embed)
 
     def horizontal(self, emb: jax.Array) -> jax.Array:
         """emb [B, L, d] → φ_c(conv_h) max-pooled over positions, heights 1..L: [B, n_h·L]."""
@@ -119,6 +121,7 @@ class Caser(nn.Module):
         """
         emb = jnp.take(self.E, ids, axis=0)
         emb = jnp.where(mask[..., None], emb, self.pad)
+        emb = self.drop_embed(emb, deterministic=not train)  # rate 0: draws no key
         feats = []
         if self.vertical_filters:
             v = jnp.einsum("bld,ln->bnd", emb, self.conv_v) + self.conv_v_bias[None, :, None]

@@ -362,6 +362,7 @@ def _build_caser(cfg, split) -> Task:
         horizontal_filters=m.horizontal_filters,
         vertical_filters=m.vertical_filters,
         dropout=m.dropout,
+        dropout_embed=m.dropout_embed,
         conv_activation=m.conv_activation,
         fc_activation=m.fc_activation,
         tied=m.tied,
