@@ -89,6 +89,7 @@ class CaserConfig:
     vertical_filters: int = 4  # n_v
     dropout: float = 0.5
     dropout_embed: float = 0.0  # on the input window's item embeddings (not in the paper)
+    dropout_user: float = 0.0  # on the user embedding P_u (not in the paper)
     conv_activation: str = "relu"  # activation of the horizontal convolutions (phi_c)
     fc_activation: str = "relu"  # activation of the fully-connected layer (phi_a)
     negatives: int = 3  # uniform negatives per target (loss "bce")

@@ -238,25 +238,29 @@ def test_tied_output_scores_against_the_input_table():
     np.testing.assert_allclose(shared, want[:, [8, 3, 3]], rtol=1e-5, atol=1e-6)
 
 
-def test_embedding_dropout_drops_window_rows_and_leaves_the_conv_dropout_stream_alone():
-    """dropout_embed zeroes (and rescales) input embedding entries in training only; at rate 0
-    it draws no key, so the conv-output dropout masks are those of a model without it."""
+@pytest.mark.parametrize("rate", ["dropout_embed", "dropout_user"])
+def test_input_and_user_dropout_act_in_training_only_and_leave_the_conv_stream_alone(rate):
+    """dropout_embed (window embeddings) / dropout_user (P_u) zero and rescale entries in
+    training only; at rate 0 they draw no key, so the conv-output dropout masks are those of
+    a model without them."""
     kw = dict(num_items=30, num_users=4, length=3, embedding=6, vertical_filters=0)
     args = (jnp.array([1, 2]), jnp.array([[3, 4, 5], [0, 7, 9]]), jnp.ones((2, 3), bool))
     plain = Caser(**kw, dropout=0.5)
     params = plain.init(jax.random.key(0), *args)["params"]
     rngs = {"dropout": jax.random.key(5)}
     a = plain.apply({"params": params}, *args, train=True, rngs=rngs)
-    b = Caser(**kw, dropout=0.5, dropout_embed=0.0).apply(
+    b = Caser(**kw, dropout=0.5, **{rate: 0.0}).apply(
         {"params": params}, *args, train=True, rngs=rngs
     )
     np.testing.assert_array_equal(a, b)
-    emb_only = Caser(**kw, dropout=0.0, dropout_embed=0.5)
-    evals = emb_only.apply({"params": params}, *args)
-    trained = [emb_only.apply({"params": params}, *args, train=True, rngs={"dropout": k})
+    only = Caser(**kw, dropout=0.0, **{rate: 0.5})
+    evals = only.apply({"params": params}, *args)
+    trained = [only.apply({"params": params}, *args, train=True, rngs={"dropout": k})
                for k in jax.random.split(jax.random.key(1), 2)]  # fmt: skip
     assert not np.allclose(trained[0], evals) and not np.allclose(trained[0], trained[1])
-    np.testing.assert_array_equal(emb_only.apply({"params": params}, *args), evals)
+    user = np.asarray(trained[0])[:, 6:]  # [z; P_u]: the user half
+    assert (user == 0).any() == (rate == "dropout_user")
+    np.testing.assert_array_equal(only.apply({"params": params}, *args), evals)
 
 
 def test_bad_loss_or_windows_is_a_config_error():

@@ -63,6 +63,7 @@ class Caser(nn.Module):
     vertical_filters: int = 4  # n_v
     dropout: float = 0.5
     dropout_embed: float = 0.0  # on the window's item embeddings (not in the paper)
+    dropout_user: float = 0.0  # on the user embedding P_u (not in the paper)
     conv_activation: str = "relu"
     fc_activation: str = "relu"
     tied: bool = False  # RecBole's output: fc2 to d, scored against E (no W2)
@@ -101,6 +102,7 @@ class Caser(nn.Module):
         self.fc1_bias = self.param("fc1_bias", _torch_default(fan), (d,))
         self.drop = nn.Dropout(self.dropout)
         self.drop_embed = nn.Dropout(self.dropout_embed)
+        self.drop_user = nn.Dropout(self.dropout_user)
 
     def horizontal(self, emb: jax.Array) -> jax.Array:
         """emb [B, L, d] → φ_c(conv_h) max-pooled over positions, heights 1..L: [B, n_h·L]."""
@@ -132,7 +134,8 @@ class Caser(nn.Module):
         dt = self.dtype
         z = jnp.dot(out.astype(dt), self.fc1.astype(dt)).astype(jnp.float32) + self.fc1_bias
         act = ACTIVATIONS[self.fc_activation]
-        x = jnp.concatenate([act(z), jnp.take(self.P, users, axis=0)], axis=-1)
+        user = self.drop_user(jnp.take(self.P, users, axis=0), deterministic=not train)
+        x = jnp.concatenate([act(z), user], axis=-1)
         if self.tied:  # [B, d]
             return act(
                 jnp.dot(x.astype(dt), self.fc2.astype(dt)).astype(jnp.float32) + self.fc2_bias

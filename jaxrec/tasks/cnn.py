@@ -363,6 +363,7 @@ def _build_caser(cfg, split) -> Task:
         vertical_filters=m.vertical_filters,
         dropout=m.dropout,
         dropout_embed=m.dropout_embed,
+        dropout_user=m.dropout_user,
         conv_activation=m.conv_activation,
         fc_activation=m.fc_activation,
         tied=m.tied,
