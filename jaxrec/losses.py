@@ -163,6 +163,46 @@ def shared_negatives_ce(
     return _row_mean(lse - p, rows, reduction)
 
 
+def sample_hits(samples: jax.Array, targets: jax.Array) -> jax.Array:
+    """How many of the shared samples int [S] equal each target: int32, targets' shape."""
+    ordered = jnp.sort(samples)
+    right = jnp.searchsorted(ordered, targets, side="right")
+    return (right - jnp.searchsorted(ordered, targets, side="left")).astype(jnp.int32)
+
+
+def grouped_shared_negatives_ce(
+    pos: jax.Array,
+    neg: jax.Array,
+    *,
+    valid: jax.Array,
+    hits: jax.Array,
+    log_q_pos: jax.Array | float = 0.0,
+    log_q_neg: jax.Array | float = 0.0,
+    reduction: str = "mean",
+) -> jax.Array:
+    """`shared_negatives_ce` for T targets per row that share the row's negative scores.
+
+    pos float [N, T] (target scores), neg float [N, S] (the row's scores of the S shared
+    samples), valid bool [N, T], hits int [N, T] (`sample_hits`: samples equal to the
+    target), log_q_pos [N, T] and log_q_neg [S] (or scalars). The same value and gradient as
+    `shared_negatives_ce` on the [N·T, S] repeat of neg with hits left out of the
+    denominator, without building it: Σ over the kept samples = Σ over all − hits·e^{pos},
+    because a hit's logit is the target's own (same row vector, same item, same logQ), so
+    their gradients cancel too. The denominator is floored at e^{pos}, what it holds at
+    least, so rounding in that subtraction cannot reach log(0). Caser's window step (Games,
+    B 512, T 3, S 4,096) no longer builds six [1,536, 4,096] arrays.
+    """
+    rows = jnp.asarray(valid, bool)
+    p = jnp.where(rows, _f32(pos) - log_q_pos, 0.0)  # padded entries: finite, gradient-free
+    n = _f32(neg) - log_q_neg
+    top = jax.lax.stop_gradient(jnp.maximum(p.max(axis=1), n.max(axis=1)))[:, None]
+    total = jnp.exp(n - top).sum(axis=1, keepdims=True)  # [N, 1]: once per row
+    e_pos = jnp.exp(p - top)
+    denom = jnp.maximum(total + (1 - hits).astype(jnp.float32) * e_pos, e_pos)
+    lse = top + jnp.log(denom)
+    return _row_mean((lse - p).reshape(-1), rows.reshape(-1), reduction)
+
+
 def shared_negatives_bpr_max(
     pos: jax.Array,
     neg: jax.Array,

@@ -319,6 +319,49 @@ def test_shared_negatives_equals_concatenated_sampled_softmax():
     np.testing.assert_allclose(float(got), np.mean(np.array(per_row)[valid]), rtol=1e-6)
 
 
+def test_grouped_shared_negatives_equal_the_per_target_form_with_hits_left_out():
+    """Caser's T targets per row sharing the row's negatives: value and gradients (through
+    the row vectors and the item table) equal `shared_negatives_ce` on the repeated scores
+    with the hit mask, including repeated hits and a target that dominates its row."""
+    rng = np.random.default_rng(1)
+    N, T, S, d, I = 5, 3, 9, 4, 12
+    x = rng.standard_normal((N, d)).astype(np.float32)
+    W = rng.standard_normal((I, d)).astype(np.float32)
+    targets = rng.integers(0, I, (N, T)).astype(np.int32)
+    samples = np.concatenate([targets[0, :1], targets[0, :1], targets[2, 1:2],
+                              rng.integers(0, I, S - 3)]).astype(np.int32)  # fmt: skip
+    x[3] = W[targets[3, 0]] * 20.0  # row 3's first target dominates everything
+    valid = np.ones((N, T), bool)
+    valid[4, 1:] = False
+    lq = rng.uniform(-3, 0, I).astype(np.float32)
+
+    def grouped(x, W):
+        pos = jnp.einsum("nd,ntd->nt", x, W[targets])
+        hits = losses.sample_hits(jnp.asarray(samples), jnp.asarray(targets))
+        return losses.grouped_shared_negatives_ce(
+            pos, x @ W[samples].T, valid=valid, hits=hits, log_q_pos=lq[targets],
+            log_q_neg=lq[samples],
+        )  # fmt: skip
+
+    def per_target(x, W):
+        xr = jnp.repeat(x, T, axis=0)
+        return losses.shared_negatives_ce(
+            jnp.einsum("nd,nd->n", xr, W[targets.reshape(-1)]), xr @ W[samples].T,
+            valid=valid.reshape(-1), log_q_pos=lq[targets.reshape(-1)],
+            log_q_neg=lq[samples], neg_mask=samples[None, :] != targets.reshape(-1, 1),
+        )  # fmt: skip
+
+    hits = np.asarray(losses.sample_hits(jnp.asarray(samples), jnp.asarray(targets)))
+    assert hits[0, 0] >= 2 and hits[2, 1] >= 1
+    np.testing.assert_array_equal(hits, (samples[None, None] == targets[..., None]).sum(-1))
+    got, g_got = _jit(jax.value_and_grad(grouped, argnums=(0, 1)))(x, W)
+    want, g_want = _jit(jax.value_and_grad(per_target, argnums=(0, 1)))(x, W)
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+    for a, b in zip(g_got, g_want, strict=True):
+        assert np.all(np.isfinite(np.asarray(a)))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
 def test_shared_negatives_bpr_max_against_numpy():
     """BPR-max over shared negatives: the formula in float64, hits and padded rows left out,
     a row with no negative left adding 0, gradients finite."""

@@ -164,7 +164,7 @@ def caser_train_step(state: CNNState, batch, rng, *, c: StepConfig):
     if c.n_sample:  # shared negatives: [B, T] targets each against the same S items
         samples, lq_s = _shared_samples(state, k_sample, c)
         lq_t = _log_q(state, batch["targets"], c)
-        hit_free = samples[None, None, :] != batch["targets"][..., None]  # [B, T, S]
+        hits = losses.sample_hits(samples, batch["targets"])  # [B, T]
         ids["samples"] = samples
     model, rows = c.model, None
     if c.tables:  # padding touches nothing: out-of-range ids gather zeros, scatters drop
@@ -187,14 +187,8 @@ def caser_train_step(state: CNNState, batch, rng, *, c: StepConfig):
         if c.n_sample:  # sampled softmax, logQ-corrected, accidental hits left out
             pos = model.apply(p, x, ids["targets"], method="score")  # [B, T]
             neg = model.apply(p, x, ids["samples"], method="score")  # [B, S]
-            T = pos.shape[1]
-            return losses.shared_negatives_ce(
-                pos.reshape(-1),
-                jnp.repeat(neg, T, axis=0),
-                valid=t_mask.reshape(-1),
-                log_q_pos=lq_t.reshape(-1),
-                log_q_neg=lq_s,
-                neg_mask=hit_free.reshape(-1, c.n_sample),
+            return losses.grouped_shared_negatives_ce(
+                pos, neg, valid=t_mask, hits=hits, log_q_pos=lq_t, log_q_neg=lq_s
             )
         if c.full_softmax:  # mean over real targets of logsumexp(all items) - target's score
             logits = model.apply(p, x, method="score")
