@@ -365,6 +365,13 @@ def _case_main(spec: str) -> None:
     print("RECORDS " + json.dumps(run_case(json.loads(spec)), default=str))
 
 
+def _peers_root(configs_dir: Path) -> Path:
+    """The checkout holding benchmarks/peers: jaxrec's own (so a copied configs folder keeps
+    its peers), else the folder above `configs_dir`."""
+    own = Path(__file__).resolve().parent.parent
+    return own if (own / "benchmarks" / "peers").is_dir() else configs_dir.resolve().parent
+
+
 def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None = None,
               peers: list[str] = ()) -> list:  # fmt: skip
     """Run every case of `suite` in a subprocess, then each peer in `peers` (`recbole`: see
@@ -417,7 +424,7 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
 
         trained = [m for b, m, _, _ in spec["cases"] if b == "train" and (not only or m in only)]
         data_dir = Path(env["JAXREC_DATA_DIR"]) if "JAXREC_DATA_DIR" in env else None
-        got, why = recbole_records(trained, configs_dir.resolve().parent, data_dir,
+        got, why = recbole_records(trained, _peers_root(configs_dir), data_dir,
                                    spec.get("peer_epochs", 2), context())  # fmt: skip
         records, skipped = records + got, skipped + why
     (out / "results.json").write_text(json.dumps(records, indent=2))

@@ -188,6 +188,13 @@ def test_sequential_peer_epoch_time_is_extrapolated_from_its_first_batches():
     assert by["train_throughput"]["dataset"] == "/d/Video.txt"  # jaxrec's key for Games
 
 
+def test_peer_scripts_are_found_in_the_checkout_even_with_copied_configs(tmp_path):
+    from jaxrec.bench import _peers_root
+
+    root = _peers_root(tmp_path / "configs")  # a configs copy outside the repo
+    assert (root / "benchmarks" / "peers" / "recbole_sequential.py").is_file()
+
+
 def test_peer_without_its_venv_is_reported_not_fatal(tmp_path, monkeypatch):
     from jaxrec.bench_peers import recbole_records
 
