@@ -151,7 +151,7 @@ def test_sparse_row_updates_equal_dense_updates():
     extra = ["optim.name=adagrad", "optim.learning_rate=0.05", "model.caser.dropout=0"]
     task_s, state_s, batches, _ = _setup([*extra, "optim.sparse=true"])
     task_d, state_d, _, _ = _setup([*extra, "optim.sparse=false"])
-    assert set(state_s.table_acc) == {"E", "W2", "b2", "P"} and state_d.table_acc == {}
+    assert set(state_s.table_slots) == {"E", "W2", "b2", "P"} and state_d.table_slots == {}
     state_s, loss_s = _train(task_s, state_s, batches, 6)
     state_d, loss_d = _train(task_d, state_d, batches, 6)
     np.testing.assert_allclose(loss_s, loss_d, rtol=2e-5)
@@ -270,3 +270,46 @@ def test_bad_loss_or_windows_is_a_config_error():
         _setup(["model.caser.loss=sampled-softmax", "loss.n_sample=0"])
     with pytest.raises(ConfigError, match="model.caser.windows='all'"):
         _setup(["model.caser.windows=all"])
+
+
+def test_lazy_adam_tables_update_touched_rows_as_dense_adam_with_l2():
+    """optim.tables lazy_adam: the first step moves exactly the rows the batch touches
+    (inputs, targets, shared samples, users), each as dense Adam with L2 moves it; dense
+    Adam's L2 moves every other row too, lazy Adam leaves them bit-identical."""
+    common = ["model.caser.dropout=0", "model.caser.loss=sampled-softmax", "loss.n_sample=8",
+              "optim.name=adam", "optim.learning_rate=0.01", "optim.weight_decay=0.01"]  # fmt: skip
+    lazy = "optim.tables={E: lazy_adam, W2: lazy_adam, b2: lazy_adam, P: lazy_adam}"
+    task_s, state_s, batches, _ = _setup([*common, lazy])
+    task_d, state_d, _, _ = _setup([*common, "optim.sparse=false"])
+    assert set(state_s.table_slots) == {"E", "W2", "b2", "P"} and state_d.table_slots == {}
+    b, rng = batches[0], jax.random.key(3)
+    samples = _shared_samples(state_s, rng, 8)
+    touched = {
+        "items": set(b["ids"][b["mask"]]) | set(b["targets"][b["target_mask"]]) | set(samples),
+        "users": set(b["users"][b["valid"]]),
+        # b2 starts at 0, so its L2 term is 0 too: only scored rows (targets, samples) move
+        "scored": set(b["targets"][b["target_mask"]]) | set(samples),
+    }
+    before = jax.tree.map(np.asarray, state_s.params)
+    new_s, _ = jax.jit(task_s.train_step)(state_s, b, rng)
+    new_d, _ = jax.jit(task_d.train_step)(state_d, b, rng)
+    for k, space in (("E", "items"), ("W2", "items"), ("b2", "scored"), ("P", "users")):
+        s, d = np.asarray(new_s.params[k]), np.asarray(new_d.params[k])
+        moved = np.flatnonzero((s != before[k]).reshape(len(s), -1).any(axis=1))
+        assert set(moved.tolist()) == {int(i) for i in touched[space]}, k
+        np.testing.assert_allclose(s[moved], d[moved], rtol=1e-5, atol=1e-7)
+        still = np.setdiff1d(np.arange(len(s)), moved)
+        if k != "b2":  # dense L2 moved the rows lazy Adam left alone
+            assert len(still) and not np.allclose(d[still], before[k][still])
+    for k in ("fc1", "conv_v", "conv_h1"):
+        np.testing.assert_allclose(new_s.params[k], new_d.params[k], rtol=1e-5, atol=1e-7)
+
+
+def test_bad_row_optimizer_tables_are_config_errors():
+    with pytest.raises(ConfigError, match="list every item/user table"):
+        _setup(["model.caser.loss=sampled-softmax", "optim.tables={E: lazy_adam}"])
+    with pytest.raises(ConfigError, match="use one of adagrad, lazy_adam"):
+        _setup(["model.caser.loss=sampled-softmax",
+                "optim.tables={E: adam, W2: adam, b2: adam, P: adam}"])  # fmt: skip
+    with pytest.raises(ConfigError, match="full softmax"):
+        _setup(["model.caser.loss=softmax", "optim.tables={E: lazy_adam}"])

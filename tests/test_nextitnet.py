@@ -148,8 +148,8 @@ def test_sampled_softmax_sparse_equals_dense_and_lowers_loss(tied, loss):
     task_s, state_s, batches, _ = _setup([*extra, "optim.sparse=true", "train.epochs=4"])
     task_d, state_d, _, _ = _setup([*extra, "optim.sparse=false", "train.epochs=4"])
     tables = {"E", "b"} if tied else {"E", "W", "b"}
-    assert set(state_s.table_acc) == tables == set(state_d.params) & {"E", "W", "b"}
-    assert state_d.table_acc == {}
+    assert set(state_s.table_slots) == tables == set(state_d.params) & {"E", "W", "b"}
+    assert state_d.table_slots == {}
     step = jax.jit(task_s.train_step)
     before = float(step(state_s, batches[0], jax.random.key(1))[1]["loss"])
     state_s, loss_s = _train(task_s, state_s, batches)

@@ -31,7 +31,13 @@ from flax import struct
 from jaxrec import losses
 from jaxrec.data.pipeline import item_counts
 from jaxrec.data.windows import CaserWindows, caser_dataset, nextitnet_dataset
-from jaxrec.embedding import adagrad_rows, gather_rows, touched_rows
+from jaxrec.embedding import (
+    ROW_OPTIMIZERS,
+    gather_rows,
+    init_row_slots,
+    touched_rows,
+    update_rows,
+)
 from jaxrec.errors import ConfigError
 from jaxrec.models.caser import ACTIVATIONS, Caser
 from jaxrec.models.nextitnet import HEADS as NEXTITNET_HEADS
@@ -48,8 +54,8 @@ CASER_LOSSES = ("bce", "softmax", "sampled-softmax")
 class CNNState(struct.PyTreeNode):
     """Train state of Caser / NextItNet.
 
-    params: all parameters; opt_state: optax state of the dense ones; table_acc /
-    table_mom: row-wise Adagrad accumulators / momenta of the sparse tables ({} when dense);
+    params: all parameters; opt_state: optax state of the dense ones; table_slots: the
+    row-wise optimizer's slots per sparse table (`embedding.init_row_slots`; {} when dense);
     sample_cdf float32 [I] (cumulative popularity^alpha) and log_counts float32 [I]: the
     NextItNet sampler and its logQ term (empty for Caser).
     """
@@ -57,8 +63,7 @@ class CNNState(struct.PyTreeNode):
     step: jax.Array
     params: dict
     opt_state: optax.OptState
-    table_acc: dict
-    table_mom: dict
+    table_slots: dict
     sample_cdf: jax.Array
     log_counts: jax.Array
 
@@ -70,8 +75,10 @@ class StepConfig:
     model: Caser | NextItNet
     tx: optax.GradientTransformation
     learning_rate: optax.Schedule
-    tables: tuple[tuple[str, str], ...]  # (param, "items" | "users") updated row-wise
+    # (param, "items" | "users", row-wise optimizer) of the tables updated row-wise
+    tables: tuple[tuple[str, str, str], ...]
     momentum: float
+    weight_decay: float = 0.0  # row-wise tables: L2 on the rows a step touches
     n_sample: int = 0  # NextItNet: 0 = full softmax
     full_softmax: bool = False  # Caser: softmax over every item instead of BCE on negatives
     sample_alpha: float = 0.5
@@ -102,36 +109,37 @@ def _localize(named: dict, sizes: dict) -> tuple[dict, dict]:
 
 def _split_params(state, c: StepConfig, rows: dict | None):
     """(dense params, gathered table rows) for this step."""
-    names = {k for k, _ in c.tables}
+    names = {k for k, _, _ in c.tables}
     dense = {k: v for k, v in state.params.items() if k not in names}
-    tables = {k: gather_rows(state.params[k], rows[kind]) for k, kind in c.tables}
+    tables = {k: gather_rows(state.params[k], rows[space]) for k, space, _ in c.tables}
     return dense, tables
 
 
 def _apply(state, c: StepConfig, dense, g_dense, tables_rows, g_tables, keep):
-    """Dense optax update + row-wise Adagrad on touched rows; a no-op when `keep` is False."""
+    """Dense optax update + the row-wise optimizer on touched rows; a no-op when `keep` is
+    False."""
     updates, opt_state = c.tx.update(g_dense, state.opt_state, dense)
     new_dense = optax.apply_updates(dense, updates)
     # An all-padding mini-batch (end of an epoch) must not move the dense optimizer.
     new_dense, opt_state = jax.tree.map(
         lambda n, o: jnp.where(keep, n, o), (new_dense, opt_state), (dense, state.opt_state)
     )
-    params, acc, mom = dict(new_dense), dict(state.table_acc), dict(state.table_mom)
+    params, slots = dict(new_dense), dict(state.table_slots)
     lr = c.learning_rate(state.step)
-    for k, kind in c.tables:
+    for k, space, kind in c.tables:
         n = state.params[k].shape[0]
-        rows = jnp.where(keep, tables_rows[kind], n)  # write nothing (momentum would move rows)
-        params[k], acc[k], velocity = adagrad_rows(
-            state.params[k], acc[k], rows, g_tables[k], lr, c.momentum, mom.get(k)
+        rows = jnp.where(keep, tables_rows[space], n)  # write nothing (momentum would move rows)
+        grad = g_tables[k]
+        if c.weight_decay:  # L2 on the touched rows only (padding rows gather zeros)
+            grad = grad + c.weight_decay * gather_rows(state.params[k], rows)
+        params[k], slots[k] = update_rows(
+            kind, state.params[k], slots[k], rows, grad, lr, state.step + 1, c.momentum
         )
-        if c.momentum:
-            mom[k] = velocity
     return state.replace(
         step=state.step + keep.astype(state.step.dtype),
         params=params,
         opt_state=opt_state,
-        table_acc=acc,
-        table_mom=mom,
+        table_slots=slots,
     )
 
 
@@ -303,12 +311,46 @@ def _score(params, users, hist_ids, hist_mask, *, model, represent):
     return model.apply({"params": params}, x, method="score")
 
 
-def item_tables(cfg, names: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    """The tables updated row-wise: exact for Adagrad only (see sequential.item_tables)."""
-    o = cfg.optim
-    if not o.sparse or o.name != "adagrad" or o.weight_decay or o.clip_norm:
+def item_tables(cfg, names: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str, str], ...]:
+    """(name, row space, row-wise optimizer) of the tables updated row-wise; () = dense.
+
+    `names`: (param, "items" | "users") of the model's tables. Default: Adagrad for
+    optim.name=adagrad (exact: a zero gradient moves nothing); every other optimizer dense.
+    `optim.tables` picks row-wise optimizers per table (`{E: lazy_adam, ...}`, every table
+    listed); then `optim.weight_decay` is an L2 term on the rows a step touches, as
+    FBGEMM's row-wise optimizers apply it, not on the whole table as dense L2 does.
+    """
+    o, chosen = cfg.optim, dict(cfg.optim.tables or {})
+    known = [n for n, _ in names]
+    if chosen and not names:
+        raise ConfigError(
+            "optim.tables: this loss scores every item (full softmax), so every row moves; "
+            "leave optim.tables unset"
+        )
+    if chosen:
+        if set(chosen) != set(known):
+            raise ConfigError(
+                f"optim.tables {sorted(chosen)}: list every item/user table of this model, "
+                f"{known}, each with one of {', '.join(ROW_OPTIMIZERS)}"
+            )
+        bad = {k: v for k, v in chosen.items() if v not in ROW_OPTIMIZERS}
+        if bad:
+            raise ConfigError(f"optim.tables {bad}: use one of {', '.join(ROW_OPTIMIZERS)}")
+    if not o.sparse or o.clip_norm or not names:
         return ()
-    return names
+    if chosen:
+        if o.weight_decay and o.name == "adamw":
+            raise ConfigError("optim.tables with adamw: its decoupled decay has no row-wise form")
+        return tuple((n, space, chosen[n]) for n, space in names)
+    if o.name != "adagrad" or o.weight_decay:
+        return ()
+    return tuple((n, space, "adagrad") for n, space in names)
+
+
+def _step_config(cfg, model, tx, total_steps: int, tables) -> StepConfig:
+    o = cfg.optim
+    wd = o.weight_decay if tables else 0.0  # row-wise tables: their L2 is applied here
+    return StepConfig(model, tx, schedule(o, total_steps), tables, o.momentum, weight_decay=wd)
 
 
 def _state_init(model, tx, tables, example, sampler, momentum: float):
@@ -316,16 +358,14 @@ def _state_init(model, tx, tables, example, sampler, momentum: float):
 
     def init_state(rng):
         params = model.init(rng, *example)["params"]
-        names = {k for k, _ in tables}
+        names = {k for k, _, _ in tables}
         dense = {k: v for k, v in params.items() if k not in names}
-        # Accumulators share their table's logical axes, so they are row-sharded alike.
-        zeros = functools.partial(jax.tree.map, jnp.zeros_like)
         return CNNState(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=tx.init(dense),
-            table_acc={k: zeros(params[k]) for k in names},
-            table_mom={k: zeros(params[k]) for k in names if momentum},
+            # Slots share their table's logical axes, so they are row-sharded alike.
+            table_slots={k: init_row_slots(kind, params[k], momentum) for k, _, kind in tables},
             sample_cdf=jnp.asarray(sampler[0]),
             log_counts=jnp.asarray(sampler[1]),
         )
@@ -379,7 +419,7 @@ def _build_caser(cfg, split) -> Task:
     sampler = (np.zeros(1, np.float32), np.zeros(1, np.float32))
     if sampled:
         sampler = sampler_tables(item_counts(split.train, split.num_items), lc.sample_alpha)
-    c = StepConfig(model, tx, schedule(cfg.optim, total_steps), tables, cfg.optim.momentum)
+    c = _step_config(cfg, model, tx, total_steps, tables)
     c = dataclasses.replace(c, full_softmax=softmax)
     if sampled:
         c = dataclasses.replace(c, n_sample=lc.n_sample, sample_alpha=lc.sample_alpha, logq=lc.logq)
@@ -443,7 +483,7 @@ def _build_nextitnet(cfg, split) -> Task:
     names = names if lc.n_sample else ()
     tables = item_tables(cfg, names)
     example = (jnp.zeros((B, m.max_length), jnp.int32), jnp.ones((B, m.max_length), bool))
-    c = StepConfig(model, tx, schedule(cfg.optim, total_steps), tables, cfg.optim.momentum)
+    c = _step_config(cfg, model, tx, total_steps, tables)
     c = dataclasses.replace(
         c,
         n_sample=lc.n_sample,
