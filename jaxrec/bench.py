@@ -420,12 +420,16 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
         records += json.loads(lines[-1].removeprefix("RECORDS "))
         print(f"bench: {label} done in {time.perf_counter() - t:.0f} s", flush=True)
     if "recbole" in peers:
-        from jaxrec.bench_peers import recbole_records
+        from jaxrec.bench_peers import peer_sizes, recbole_records
+        from jaxrec.config import load_config
 
-        trained = [m for b, m, _, _ in spec["cases"] if b == "train" and (not only or m in only)]
+        cases = [(m, f, o) for b, m, f, o in spec["cases"]
+                 if b == "train" and (not only or m in only)]  # fmt: skip
+        sizes = {m: peer_sizes(m, load_config(configs_dir / f, o)) for m, f, o in cases
+                 if f and (configs_dir / f).is_file()}  # fmt: skip
         data_dir = Path(env["JAXREC_DATA_DIR"]) if "JAXREC_DATA_DIR" in env else None
-        got, why = recbole_records(trained, _peers_root(configs_dir), data_dir,
-                                   spec.get("peer_epochs", 2), context())  # fmt: skip
+        got, why = recbole_records([m for m, _, _ in cases], _peers_root(configs_dir), data_dir,
+                                   spec.get("peer_epochs", 2), context(), sizes)  # fmt: skip
         records, skipped = records + got, skipped + why
     (out / "results.json").write_text(json.dumps(records, indent=2))
     from jaxrec.bench_report import plots, table

@@ -38,10 +38,27 @@ AUTOENCODERS = {"multvae": "MultiVAE", "multdae": "MultiDAE", "cdae": "CDAE"}
 SEQUENTIAL = {"gru4rec": ("GRU4Rec", 200), "caser": ("Caser", 20), "nextitnet": ("NextItNet", 320)}
 
 
-def _command(model: str, python: Path, repo: Path, data_dir, epochs: int, out: Path, tmp):
-    """The peer script's command line for jaxrec model `model`."""
+def peer_sizes(model: str, cfg) -> dict:
+    """RecBole settings that follow jaxrec's config `cfg` of a sequential model, so that a
+    bench over changed configs compares the same sizes ({} for the others)."""
+    B = cfg.train.batch_size
+    if model == "caser":
+        m = cfg.model.caser
+        return {"embedding_size": m.embedding, "MAX_ITEM_LIST_LENGTH": m.length,
+                "train_batch_size": B}  # fmt: skip
+    if model == "nextitnet":
+        m = cfg.model.nextitnet
+        return {"embedding_size": m.embedding, "MAX_ITEM_LIST_LENGTH": m.max_length,
+                "train_batch_size": B}  # fmt: skip
+    return {}
+
+
+def _command(model: str, python: Path, repo: Path, data_dir, epochs: int, out: Path, tmp,
+             sizes: dict | None = None):  # fmt: skip
+    """The peer script's command line for jaxrec model `model` (`sizes`: `--set`s)."""
     peers, threads = repo / "benchmarks" / "peers", str(os.cpu_count() or 1)
     common = ["--threads", threads, "--out", str(out), "--work-dir", str(tmp)]
+    common += [f"--set={k}={json.dumps(v)}" for k, v in (sizes or {}).items()]
     if model in SEQUENTIAL:  # batch size as jaxrec's config (the script's default); one valid pass
         name, batches = SEQUENTIAL[model]
         cmd = [str(python), str(peers / "recbole_sequential.py"), "--model", name, "--epochs",
@@ -61,8 +78,9 @@ def venv_python() -> Path:
 
 
 def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs: int,
-                    context: dict) -> tuple[list[dict], list[str]]:  # fmt: skip
-    """Run RecBole for each of `models` (jaxrec names) → (records, skipped-with-reason)."""
+                    context: dict, sizes: dict | None = None) -> tuple[list[dict], list[str]]:  # fmt: skip
+    """Run RecBole for each of `models` (jaxrec names) → (records, skipped-with-reason);
+    sizes: {model: RecBole settings} (`peer_sizes`)."""
     python = venv_python()
     wanted = [m for m in models if m in AUTOENCODERS or m in SEQUENTIAL]
     if not python.exists():
@@ -73,7 +91,8 @@ def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs
         print(f"bench: peer recbole/{model} ...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "peer.json"
-            cmd = _command(model, python, repo, data_dir, epochs, out, tmp)
+            cmd = _command(model, python, repo, data_dir, epochs, out, tmp,
+                           (sizes or {}).get(model))  # fmt: skip
             env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode or not out.exists():

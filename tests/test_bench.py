@@ -1,11 +1,14 @@
 """The benchmark harness: records carry what the issue asks, reports render them."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from jaxrec import bench
 from jaxrec.bench_report import plots, table
+
+REPO = Path(__file__).resolve().parent.parent
 
 TINY = [
     "data.synthetic.num_users=120",
@@ -193,6 +196,18 @@ def test_peer_scripts_are_found_in_the_checkout_even_with_copied_configs(tmp_pat
 
     root = _peers_root(tmp_path / "configs")  # a configs copy outside the repo
     assert (root / "benchmarks" / "peers" / "recbole_sequential.py").is_file()
+
+
+def test_sequential_peer_follows_the_configs_sizes(tmp_path):
+    from jaxrec.bench_peers import _command, peer_sizes
+    from jaxrec.config import load_config
+
+    cfg = load_config(REPO / "configs" / "caser_games.yaml", ["model.caser.embedding=50"])
+    sizes = peer_sizes("caser", cfg)
+    assert sizes == {"embedding_size": 50, "MAX_ITEM_LIST_LENGTH": 5, "train_batch_size": 512}
+    cmd = _command("caser", Path("py"), REPO, None, 1, tmp_path / "o.json", tmp_path, sizes)
+    assert "--set=embedding_size=50" in cmd and "--set=train_batch_size=512" in cmd
+    assert peer_sizes("multvae", cfg) == {}
 
 
 def test_peer_without_its_venv_is_reported_not_fatal(tmp_path, monkeypatch):
