@@ -255,7 +255,9 @@ class OptimConfig:
     clip_norm: float | None = None
     sparse: bool = True  # update item tables only where a batch touches them (row-wise)
     # row-wise optimizer per item table: adagrad | lazy_adam | dense; unset tables follow
-    # `name` (adagrad → adagrad, adam → lazy_adam, others dense)
+    # `name` (adagrad → adagrad, adam → lazy_adam, others dense). GRU4Rec: weight decay
+    # makes every table dense. Caser/NextItNet: list every table (adagrad | lazy_adam);
+    # weight decay is then an L2 term on the rows a step touches.
     tables: dict[str, str] | None = None
 
 
