@@ -61,6 +61,10 @@ class DataConfig:
     valid_users: int = 0  # heldout_users only
     test_users: int = 0  # heldout_users only
     fold_in: float = 0.8  # heldout_users only
+    # Refit: append each user's validation targets to training and run no validation; train
+    # the epoch count a validation run picked, and the last parameters are tested (same test
+    # rows). Not for heldout_users.
+    train_on_valid: bool = False
     synthetic: SyntheticConfig = SyntheticConfig()
 
 

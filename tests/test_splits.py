@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from jaxrec.data.splits import (
     make_split,
     presplit,
     temporal_ratio,
+    valid_into_train,
 )
 from jaxrec.errors import ConfigError
 
@@ -75,6 +77,33 @@ def test_temporal_ratio_partitions_each_user(lengths, frac):
         parts = [split.train.row(u), split.valid_target.row(u), split.test_target.row(u)]
         assert np.concatenate(parts).tolist() == seqs.row(u).tolist()  # chronological cut
         assert len(parts[0]) >= 1
+
+
+def test_valid_into_train_refits_on_the_validation_targets():
+    split = leave_one_out(users_with_lengths([4, 2, 3]))
+    refit = valid_into_train(split)
+    assert lists(refit.train) == [[0, 1, 2], [0, 1], [0, 1]]  # each user's test input
+    assert lists(refit.valid_input) == lists(refit.train)
+    assert lists(refit.valid_target) == [[], [], []] and refit.eval_users("valid").size == 0
+    for name in ("test_input", "test_target"):  # test untouched
+        assert lists(getattr(refit, name)) == lists(getattr(split, name))
+    assert refit.name == "leave_one_out, valid in train"
+    # DiffRec's rule: the test input stays the train rows, train + valid stay excluded.
+    train = Interactions.from_raw(np.array([1, 1, 2]), np.array([10, 11, 10]))
+    valid = Interactions.from_raw(np.array([1, 2]), np.array([12, 11]))
+    test = Interactions.from_raw(np.array([2]), np.array([12]))
+    diffrec = valid_into_train(presplit(train, valid, test, test_input="train"))
+    assert lists(diffrec.train) == [[0, 1, 2], [0, 1]]
+    assert lists(diffrec.test_input) == [[0, 1], [0]]
+    assert lists(diffrec.seen("test")) == [[0, 1, 2], [0, 1]]
+
+
+def test_valid_into_train_errors():
+    with pytest.raises(ConfigError, match="no validation events"):
+        valid_into_train(presplit(users_with_lengths([2]), None, users_with_lengths([3])))
+    held = heldout_users(users_with_lengths([20] * 6 + [10] * 4), 2, 2, fold_in=0.8, seed=0)
+    with pytest.raises(ConfigError, match="held-out users"):
+        valid_into_train(held)
 
 
 def test_heldout_users_protocol():
@@ -209,3 +238,15 @@ def test_presplit_irgan_keeps_test_only_items():
     union = set(train.item_vocab) | set(test.item_vocab)
     assert split.num_items == len(union) > train.num_items
     assert len(split.test_target.items) == 20000
+
+
+def test_load_split_train_on_valid():
+    from jaxrec.config import DataConfig, SyntheticConfig
+    from jaxrec.data.load import load_split
+
+    cfg = DataConfig(synthetic=SyntheticConfig(num_users=40, num_items=30, mean_length=6))
+    _, split = load_split(cfg)
+    _, refit = load_split(dataclasses.replace(cfg, train_on_valid=True))
+    assert lists(refit.train) == lists(split.test_input)
+    assert refit.eval_users("valid").size == 0
+    assert lists(refit.test_target) == lists(split.test_target)

@@ -66,8 +66,14 @@ def resolve_source(source: str) -> Path:
 
 
 def load_split(cfg: DataConfig) -> tuple[Interactions, splits.Split]:
-    """(the events, their split) as `cfg.split` names it. For `presplit` the events are the
-    train file's, re-indexed over the vocabulary of all three files."""
+    """(the events, their split) as `cfg.split` names it, with the validation targets moved
+    into training when `cfg.train_on_valid`. For `presplit` the events are the train file's,
+    re-indexed over the vocabulary of all three files."""
+    data, split = _load_split(cfg)
+    return data, splits.valid_into_train(split) if cfg.train_on_valid else split
+
+
+def _load_split(cfg: DataConfig) -> tuple[Interactions, splits.Split]:
     if cfg.split == "presplit":
         if cfg.test_source is None:
             raise ConfigError("data.split=presplit needs data.test_source (and data.source)")

@@ -276,6 +276,39 @@ def presplit(
     )
 
 
+def valid_into_train(split: Split) -> Split:
+    """The split with each user's validation targets appended to their training events and no
+    validation stage: the refit of a model whose epoch count a validation run chose.
+
+    Test is unchanged (same input, targets and excluded items), so a refit model is tested on
+    the same rows as the model it refits, and like the Markov chain and the other baselines
+    (which count the test input, i.e. train ++ valid), it has learned from the validation
+    transitions. Needs a split whose validation users are training users (leave_one_out,
+    temporal_ratio, presplit); heldout_users' validation users are other users.
+    """
+    same_rows = np.array_equal(split.valid_input.indptr, split.train.indptr) and np.array_equal(
+        split.valid_input.items, split.train.items
+    )
+    if not same_rows:
+        raise ConfigError(
+            f"data.train_on_valid: the {split.name} split's validation input is not the "
+            "training rows (held-out users), so there is nothing to append them to"
+        )
+    if split.valid_target.items.size == 0:
+        raise ConfigError(
+            f"data.train_on_valid: the {split.name} split has no validation events to train on"
+        )
+    train = _concat(split.train, split.valid_target)
+    empty = Sequences(np.zeros(split.num_users + 1, dtype=np.int64), np.zeros(0, np.int32))
+    return dataclasses.replace(
+        split,
+        name=f"{split.name}, valid in train",
+        train=train,
+        valid_input=train,
+        valid_target=empty,
+    )
+
+
 PROTOCOLS = {
     "leave_one_out": leave_one_out,
     "temporal_ratio": temporal_ratio,
