@@ -17,14 +17,16 @@ from jaxrec import sharding
 
 
 def touched_rows(ids: jax.Array, num_rows: int) -> tuple[jax.Array, jax.Array]:
-    """Unique ids of `ids` [N] → (rows int32 [N], inverse int32 [N]) with rows[inverse] == ids.
+    """Unique ids of `ids` [N] → (rows int32 [min(N, num_rows + 1)], inverse int32 [N]) with
+    rows[inverse] == ids.
 
     The padding slots of `rows` hold `num_rows` (out of range): gathers read zeros there and
     scatters drop them.
     """
-    rows, inverse = jnp.unique(
-        ids.reshape(-1), size=ids.size, fill_value=num_rows, return_inverse=True
-    )
+    # At most num_rows + 1 distinct values (the + 1: padding ids equal to num_rows), so a
+    # batch naming more ids than that (over a small catalogue) moves no more rows.
+    size = min(ids.size, num_rows + 1)
+    rows, inverse = jnp.unique(ids.reshape(-1), size=size, fill_value=num_rows, return_inverse=True)
     return rows.astype(jnp.int32), inverse.reshape(ids.shape).astype(jnp.int32)
 
 

@@ -15,6 +15,17 @@ def test_touched_rows_unique_and_inverse():
     assert g[:3, 0].tolist() == [2.0, 5.0, 7.0] and g[3:].sum() == 0
 
 
+def test_touched_rows_never_more_than_the_table_plus_padding():
+    # 9 ids over a 3-row table, padding (= 3) among them: 4 distinct values at most.
+    ids = jnp.array([2, 0, 3, 2, 1, 3, 0, 0, 2], jnp.int32)
+    rows, inv = touched_rows(ids, num_rows=3)
+    assert rows.tolist() == [0, 1, 2, 3]
+    np.testing.assert_array_equal(rows[inv], ids)
+    rows, inv = touched_rows(jnp.array([1, 1, 1, 1], jnp.int32), num_rows=3)
+    assert rows.tolist() == [1, 3, 3, 3]
+    np.testing.assert_array_equal(rows[inv], [1, 1, 1, 1])
+
+
 def test_adagrad_rows_equals_dense_adagrad_and_leaves_other_rows():
     rng = np.random.default_rng(0)
     table = jnp.asarray(rng.normal(size=(12, 4)), jnp.float32)

@@ -181,10 +181,11 @@ def caser_train_step(state: CNNState, batch, rng, *, c: StepConfig):
             "users": ("users", jnp.where(valid, ids["users"], U)),
             "ids": ("items", jnp.where(mask, ids["ids"], I)),
             "targets": ("items", jnp.where(t_mask, ids["targets"], I)),
-            "negatives": ("items", jnp.where(n_mask, ids["negatives"], I)),
         }
-        if c.n_sample:
+        if c.n_sample:  # the batch's BCE negatives are not read: no rows for them
             named["samples"] = ("items", ids["samples"])
+        else:
+            named["negatives"] = ("items", jnp.where(n_mask, ids["negatives"], I))
         rows, ids = _localize(named, {"items": I, "users": U})
         model = model.clone(num_items=rows["items"].shape[0], num_users=rows["users"].shape[0])
     dense, tables = _split_params(state, c, rows)
