@@ -12,7 +12,8 @@ from tiny import task_setup
 from jaxrec import baselines, evaluation, sharding
 from jaxrec.cli import main
 from jaxrec.errors import ConfigError
-from jaxrec.models.nextitnet import NextItNet, causal_conv, dropout_scales
+from jaxrec.models.dropout import dropout_scales
+from jaxrec.models.nextitnet import NextItNet, causal_conv
 
 SMALL = [
     "model.name=nextitnet",

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxrec.embedding import dot_rows
+from jaxrec.models.dropout import dropout_scales
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -100,9 +101,6 @@ class Caser(nn.Module):
         fan = nv * d + nh * L
         self.fc1 = self.param("fc1", _torch_default(fan), (fan, d))
         self.fc1_bias = self.param("fc1_bias", _torch_default(fan), (d,))
-        self.drop = nn.Dropout(self.dropout)
-        self.drop_embed = nn.Dropout(self.dropout_embed)
-        self.drop_user = nn.Dropout(self.dropout_user)
 
     def horizontal(self, emb: jax.Array) -> jax.Array:
         """emb [B, L, d] → φ_c(conv_h) max-pooled over positions, heights 1..L: [B, n_h·L]."""
@@ -123,18 +121,29 @@ class Caser(nn.Module):
         """
         emb = jnp.take(self.E, ids, axis=0)
         emb = jnp.where(mask[..., None], emb, self.pad)
-        emb = self.drop_embed(emb, deterministic=not train)  # rate 0: draws no key
+        rates = (self.dropout, self.dropout_embed, self.dropout_user)
+        key = self.make_rng("dropout") if train and any(rates) else None
+
+        def drop(x, stream: int, rate: float):
+            # One key per tensor (0: conv outputs, 1: embeddings, 2: P_u), so a rate of 0
+            # leaves the other masks as they were; 16 random bits per element.
+            if key is None or rate == 0:
+                return x
+            k = key if stream == 0 else jax.random.fold_in(key, stream)
+            return x * dropout_scales(k, x.shape, rate)
+
+        emb = drop(emb, 1, self.dropout_embed)
         feats = []
         if self.vertical_filters:
             v = jnp.einsum("bld,ln->bnd", emb, self.conv_v) + self.conv_v_bias[None, :, None]
             feats.append(v.reshape(v.shape[0], -1))  # n-major, as the official view(-1, n_v·d)
         if self.horizontal_filters:
             feats.append(self.horizontal(emb))
-        out = self.drop(jnp.concatenate(feats, axis=-1), deterministic=not train)
+        out = drop(jnp.concatenate(feats, axis=-1), 0, self.dropout)
         dt = self.dtype
         z = jnp.dot(out.astype(dt), self.fc1.astype(dt)).astype(jnp.float32) + self.fc1_bias
         act = ACTIVATIONS[self.fc_activation]
-        user = self.drop_user(jnp.take(self.P, users, axis=0), deterministic=not train)
+        user = drop(jnp.take(self.P, users, axis=0), 2, self.dropout_user)
         x = jnp.concatenate([act(z), user], axis=-1)
         if self.tied:  # [B, d]
             return act(

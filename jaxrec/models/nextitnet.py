@@ -24,13 +24,12 @@ embedding and every convolution and output weight; zero biases; LN scale 1, offs
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxrec.embedding import dot_rows
+from jaxrec.models.dropout import dropout_scales
 
 _INIT = nn.initializers.truncated_normal(stddev=0.02)
 HEADS = ("relu", "linear")
@@ -55,24 +54,6 @@ def causal_conv(x: jax.Array, w: jax.Array, b: jax.Array, dilation: int, dtype=j
         preferred_element_type=jnp.float32,
     )
     return out + b
-
-
-def dropout_scales(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
-    """Inverted-dropout multipliers float32 `shape`: 0 with probability `rate`, else 1/(1-rate).
-
-    Every block's mask in one draw of 16 random bits per element (two per threefry word):
-    in NextItNet's Games step (8 blocks of [128, 20, 64]) one `nn.Dropout` per block spent
-    about 12 ms of a 65 ms step generating random bits (XLA profile, 2-core CPU,
-    2026-11-29). The rate is rounded to a multiple of 2^-16 (0.3 → 0.299998…) and the scale
-    uses the rounded rate, so E[multiplier] = 1 exactly.
-    """
-    size = math.prod(shape)
-    words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
-    u16 = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(shape)
-    drop = int(round(rate * 65536))
-    if drop >= 65536:
-        return jnp.zeros(shape, jnp.float32)
-    return jnp.where(u16 >= drop, jnp.float32(65536 / (65536 - drop)), 0.0)
 
 
 class ResidualBlock(nn.Module):
