@@ -43,13 +43,13 @@ NAME = "games"
 # is the input window: GRU4Rec 50 (RecBole's default), Caser L = 5 (RecBole's vertical filter
 # spans the whole window), NextItNet 50 (jaxrec's max_length). RecBole's Caser predicts one
 # next item with CE over every item (jaxrec's config: T = 3 targets, sampled softmax over
-# 4,096 shared negatives; the paper: 3 negatives each, BCE), its examples are the same
+# 512 shared negatives; the paper: 3 negatives each, BCE), its examples are the same
 # every-item windows, and its reg_weight is an L2-norm penalty; its NextItNet trains the
 # last position of each prefix example only.
 MODEL_DEFAULTS = {
     "GRU4Rec": {"MAX_ITEM_LIST_LENGTH": 50, "embedding_size": 64, "hidden_size": 128,
                 "dropout_prob": 0.3, "train_batch_size": 64},
-    "Caser": {"MAX_ITEM_LIST_LENGTH": 5, "embedding_size": 128, "nh": 16, "nv": 4,
+    "Caser": {"MAX_ITEM_LIST_LENGTH": 5, "embedding_size": 50, "nh": 16, "nv": 4,
               "dropout_prob": 0.5, "reg_weight": 1e-5, "train_batch_size": 512},
     "NextItNet": {"MAX_ITEM_LIST_LENGTH": 50, "embedding_size": 256, "kernel_size": 3,
                   "block_num": 2, "dilations": [1, 2, 4, 8], "reg_weight": 1e-5,
