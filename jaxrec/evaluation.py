@@ -79,11 +79,54 @@ def _excluded(scores: jax.Array, seen_ids: jax.Array, seen_mask: jax.Array, k: i
     return values, jnp.where(jnp.isneginf(values), -1, ids)
 
 
+def _target_rank(scores, seen_ids, seen_mask, target):
+    """Each user's single target: its 0-based place in the ranking `_excluded` would give
+    (score descending, ties toward the lower id, seen items removed) → int32 [B], and
+    whether it can be hit at all (not seen, score above -inf) → bool [B].
+
+    One compare-and-count pass over the [B, I] scores instead of a masked copy and a top-k:
+    on the 2-core CPU, 1,024 users × 23,715 items took 10 ms against 40 ms for `lax.top_k`
+    alone. Seen items ahead of the target are subtracted, each distinct id once (a
+    sequential input row may repeat an item).
+    """
+    num_items = scores.shape[1]
+    t = jnp.take_along_axis(scores, target[:, None], axis=1)  # [B, 1]
+    cols = jnp.arange(num_items, dtype=target.dtype)[None, :]
+    ahead = (scores > t) | ((scores == t) & (cols < target[:, None]))
+    rank = jnp.sum(ahead, axis=1, dtype=jnp.int32)
+    ids = jnp.sort(jnp.where(seen_mask, seen_ids, num_items), axis=1)  # padding sorts last
+    first = (ids < num_items) & jnp.concatenate(
+        [jnp.ones_like(ids[:, :1], bool), ids[:, 1:] != ids[:, :-1]], axis=1
+    )
+    s = jnp.take_along_axis(scores, jnp.minimum(ids, num_items - 1), axis=1)
+    seen_ahead = first & ((s > t) | ((s == t) & (ids < target[:, None])))
+    rank = rank - jnp.sum(seen_ahead, axis=1, dtype=jnp.int32)
+    hittable = ~jnp.any(ids == target[:, None], axis=1) & (t[:, 0] > -jnp.inf)
+    return rank, hittable
+
+
+def _single_target_metrics(scores, seen_ids, seen_mask, target, target_mask, ks):
+    """`ranking_metrics` for one target per user, from its rank (same keys and values)."""
+    rank, hittable = _target_rank(scores, seen_ids, seen_mask, target)
+    per_user = sampled_metrics(jnp.where(hittable, rank, scores.shape[1]), ks)
+    per_user.pop("mrr")  # over the whole ranking: not a full-protocol metric
+    for k in ks:  # one relevant item: recall = hr under either denominator
+        per_user[f"recall@{k}"] = per_user[f"hr@{k}"]
+        per_user[f"precision@{k}"] = per_user[f"hr@{k}"] / float(k)
+    per_user["weight"] = target_mask.astype(jnp.float32)
+    return per_user
+
+
 @functools.partial(jax.jit, static_argnames=("ks", "recall_denominator"))
 def _full_step(scores, seen_ids, seen_mask, tgt_ids, tgt_mask, valid, *, ks, recall_denominator):
     """One chunk's weighted metric sums (dict of float32 scalars, plus 'weight')."""
-    _, ids = _excluded(scores, seen_ids, seen_mask, max(ks))
-    per_user = ranking_metrics(ids, tgt_ids, tgt_mask, ks, recall_denominator)
+    if tgt_ids.shape[1] == 1:  # leave-one-out and the like: a rank is enough
+        per_user = _single_target_metrics(
+            scores.astype(jnp.float32), seen_ids, seen_mask, tgt_ids[:, 0], tgt_mask[:, 0], ks
+        )
+    else:
+        _, ids = _excluded(scores, seen_ids, seen_mask, max(ks))
+        per_user = ranking_metrics(ids, tgt_ids, tgt_mask, ks, recall_denominator)
     weight = per_user.pop("weight") * valid
     sums = {name: jnp.sum(v * weight) for name, v in per_user.items()}
     sums["weight"] = jnp.sum(weight)

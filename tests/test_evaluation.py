@@ -9,6 +9,7 @@ import pytest
 from jaxrec.data.interactions import Interactions, Sequences
 from jaxrec.data.splits import Split, leave_one_out
 from jaxrec.errors import ConfigError
+from jaxrec import evaluation
 from jaxrec.evaluation import evaluate, format_metrics, recommend
 from jaxrec.metrics import sample_negatives
 
@@ -112,6 +113,42 @@ def test_multiple_targets_and_recall_denominators_match_reference(denominator):
                      recall_denominator=denominator)  # fmt: skip
         _assert_metrics_equal(r, reference)
         assert r["recall_denominator"] == denominator
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_single_target_rank_path_equals_the_top_k_path(seed):
+    """One target per user is ranked by counting, not by a top-k: the sums must equal the
+    top-k path's (the same targets padded to two columns) with ties, repeated and padded seen
+    ids, targets inside the seen row, -inf scores and a user without a target."""
+    rng = np.random.default_rng(seed)
+    B, I, L = 64, 50, 12
+    scores = np.round(rng.random((B, I)), 1).astype(np.float32)  # many ties
+    scores[rng.random((B, I)) < 0.05] = -np.inf
+    seen = rng.integers(0, I, (B, L)).astype(np.int32)
+    seen[:, 1::3] = seen[:, ::3][:, : seen[:, 1::3].shape[1]]  # repeated items
+    seen_mask = rng.random((B, L)) < 0.8
+    target = rng.integers(0, I, (B, 1)).astype(np.int32)
+    target[:8, 0] = seen[:8, 0]  # seen targets: excluded, always a miss
+    seen_mask[:8, 0] = True
+    target[8:12, 0] = np.argmax(np.where(np.isinf(scores[8:12]), 2.0, scores[8:12]), 1)
+    scores[8:12][np.arange(4), target[8:12, 0]] = -np.inf  # a target scored -inf
+    target[12:20, 0] = np.argmax(scores[12:20], axis=1)  # tops of their rows
+    tmask = np.ones((B, 1), bool)
+    tmask[20] = False
+    valid = np.ones(B, np.float32)
+    valid[-3:] = 0.0
+    ks = (1, 3, 10)
+    fast = evaluation._full_step(scores, seen, seen_mask, target, tmask, valid, ks=ks,
+                                 recall_denominator="min")  # fmt: skip
+    pad = np.zeros((B, 1), np.int32)
+    slow = evaluation._full_step(
+        scores, seen, seen_mask, np.c_[target, pad], np.c_[tmask, pad > 0], valid, ks=ks,
+        recall_denominator="min",
+    )
+    assert sorted(fast) == sorted(slow)
+    for name in slow:
+        np.testing.assert_allclose(fast[name], slow[name], rtol=1e-6, err_msg=name)
+    assert 0 < float(fast["hr@10"]) < float(fast["weight"]) == B - 4
 
 
 def test_sampled_protocol_matches_reference_and_is_labelled():

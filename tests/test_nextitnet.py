@@ -328,3 +328,23 @@ def test_bucketed_loss_weighs_every_position_alike():
         d_b = np.asarray(s_b.params[k]) - np.asarray(state.params[k])
         d_u = np.asarray(s_u.params[k]) - np.asarray(state.params[k])
         np.testing.assert_allclose(d_b, d_u * count / const, rtol=2e-3, atol=1e-7)
+
+
+def test_score_reads_narrow_histories_as_padded_ones():
+    """Evaluation scores a trimmed [B, 3] history like the same items padded to max_length
+    (12) and like a wider history whose older items fall outside the model's window."""
+    task, state, _, _ = _setup()
+    params = state.params
+    rng = np.random.default_rng(0)
+    users = np.arange(4, dtype=np.int32)
+    ids = rng.integers(0, 40, (4, 20)).astype(np.int32)
+    mask = np.ones((4, 20), bool)
+    mask[0, :-2] = False  # one user with only 2 items
+    score = jax.jit(task.score)
+    narrow = score(params, users, ids[:, -3:], mask[:, -3:])
+    pad = np.zeros((4, 9), np.int32)
+    padded = score(params, users, np.c_[pad, ids[:, -3:]], np.c_[pad > 0, mask[:, -3:]])
+    np.testing.assert_allclose(narrow, padded, rtol=1e-5, atol=1e-6)
+    wide = score(params, users, ids, mask)  # 20 columns: the model reads the last 12
+    np.testing.assert_allclose(wide, score(params, users, ids[:, -12:], mask[:, -12:]))
+    assert not np.allclose(wide[1:], narrow[1:], atol=1e-4)  # longer histories do matter
