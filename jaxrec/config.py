@@ -181,6 +181,13 @@ class CFGANConfig:
     # draw, so with equal ratios both pick the same entries; true: PM reuses ZR's entries
     # (needs pm_ratio == zr_ratio), false: independent draws as the paper describes.
     shared_zr_pm: bool = False
+    # The official trainer calls `np.random.seed(int(time.time()))` before every row's draw,
+    # so all rows sampled within one second (a whole round's sampling loop, 0.17 s on
+    # ML-100K) replay one random stream: rows with as many unobserved entries pick the same
+    # positions in their unobserved lists, and ZR and PM are nested (the same set at equal
+    # ratios). true: emulate that, one shared uniform per position per round; false:
+    # independent draws per row, as the paper and the ECIR 2022 port.
+    reseeded_draws: bool = False
     zr_coefficient: float = 0.03  # alpha
     g_steps: int = 4  # G passes over each mini-batch per train step
     d_steps: int = 2  # D passes over each mini-batch per train step

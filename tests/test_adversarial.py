@@ -75,6 +75,39 @@ def test_shared_zr_pm_reuses_the_zr_entries_as_the_official_code():
         assert np.array_equal(pm - x, zr) == shared
 
 
+def test_reseeded_draws_pick_the_same_positions_as_the_official_reseeding():
+    """Rows with as many unobserved entries pick the same positions in their unobserved
+    lists (one replayed stream, as `np.random.seed(int(time.time()))` before each row);
+    ZR and PM at equal ratios are one set, at different ratios nested; counts as always."""
+    from jaxrec.config import CFGANConfig
+
+    rng = np.random.default_rng(0)
+    x = np.zeros((6, 30), np.float32)
+    for r in range(6):  # rows 0-2: 10 purchases each, rows 3-5: 4
+        x[r, rng.choice(30, 10 if r < 3 else 4, replace=False)] = 1
+    sel = np.asarray(adversarial.sample_unobserved(jax.random.key(5), jnp.asarray(x), 0.5, True))
+
+    def positions(r):
+        return np.flatnonzero(sel[r][x[r] == 0])
+
+    assert not (sel & (x > 0)).any()
+    np.testing.assert_array_equal(sel.sum(axis=1), [10, 10, 10, 13, 13, 13])
+    for group in ((0, 1, 2), (3, 4, 5)):
+        for r in group[1:]:
+            np.testing.assert_array_equal(positions(r), positions(group[0]))
+    xs = jnp.asarray(x)
+    zr, pm = adversarial.cfgan_masks(jax.random.key(3), xs, CFGANConfig(reseeded_draws=True))
+    np.testing.assert_array_equal(pm - x, zr)
+    cfg = CFGANConfig(reseeded_draws=True, pm_ratio=0.3)
+    zr, pm = adversarial.cfgan_masks(jax.random.key(3), xs, cfg)
+    assert ((pm - x) <= zr).all() and (pm - x).sum() < zr.sum()  # PM inside ZR
+    indep = np.asarray(adversarial.sample_unobserved(jax.random.key(5), xs, 0.5))
+    assert not all(
+        np.array_equal(np.flatnonzero(indep[r][x[r] == 0]), np.flatnonzero(indep[0][x[0] == 0]))
+        for r in (1, 2)
+    )  # independent draws differ between such rows
+
+
 def test_each_pass_reshuffles_every_row_into_the_sub_batches():
     rows = jnp.arange(12)
     passes = [adversarial.sub_batches(rows, 4, jax.random.key(k)) for k in range(2)]

@@ -68,13 +68,21 @@ def multi_hot(ids: jax.Array, mask: jax.Array, width: int) -> jax.Array:
     return jnp.zeros((ids.shape[0], width), jnp.float32).at[rows, cols].set(1.0, mode="drop")
 
 
-def sample_unobserved(key, x: jax.Array, ratio: float) -> jax.Array:
+def sample_unobserved(key, x: jax.Array, ratio: float, shared: bool = False) -> jax.Array:
     """CFGAN's ZR/PM draw: per row, floor(ratio · #unobserved) distinct entries chosen
     uniformly among the entries where x == 0 (np.random.choice(..., replace=False)).
 
+    shared: every row reads one uniform per position in its list of unobserved entries
+    (the official trainer's reseeding, see `CFGANConfig.reseeded_draws`): rows with equal
+    counts pick the same positions, and draws with one key and two ratios are nested.
     x float [B, N] (0/1) → bool [B, N]; never selects an observed entry.
     """
-    u = jnp.where(x > 0, 2.0, jax.random.uniform(key, x.shape))  # observed sort last
+    if shared:
+        position = jnp.maximum(jnp.cumsum(x == 0, axis=1) - 1, 0)  # among the unobserved
+        u = jax.random.uniform(key, x.shape[1:])[position]
+    else:
+        u = jax.random.uniform(key, x.shape)
+    u = jnp.where(x > 0, 2.0, u)  # observed sort last
     count = jnp.floor((x.shape[1] - x.sum(axis=1)) * ratio + 1e-4).astype(jnp.int32)
     kth = jnp.take_along_axis(jnp.sort(u, axis=1), jnp.maximum(count - 1, 0)[:, None], axis=1)
     return (u <= kth) & (count > 0)[:, None] & (x == 0)
@@ -130,8 +138,11 @@ def cfgan_masks(key, x: jax.Array, c) -> tuple[jax.Array, jax.Array]:
     """x float [B, N] (0/1) → (zr, pm) float [B, N]: the ZR entries (G's output pushed to
     0) and e = purchases ∪ PM entries (what D sees of G's output)."""
     k_zr, k_pm = jax.random.split(key)
-    zr = sample_unobserved(k_zr, x, c.zr_ratio)
-    pm = zr if c.shared_zr_pm else sample_unobserved(k_pm, x, c.pm_ratio)
+    zr = sample_unobserved(k_zr, x, c.zr_ratio, c.reseeded_draws)
+    if c.shared_zr_pm:
+        pm = zr
+    else:  # reseeded: the same stream again, as the official code's second draw
+        pm = sample_unobserved(k_zr if c.reseeded_draws else k_pm, x, c.pm_ratio, c.reseeded_draws)
     return zr.astype(jnp.float32), jnp.maximum(x, pm.astype(jnp.float32))
 
 
