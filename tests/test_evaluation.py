@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxrec import evaluation
 from jaxrec.data.interactions import Interactions, Sequences
 from jaxrec.data.splits import Split, leave_one_out
 from jaxrec.errors import ConfigError
-from jaxrec import evaluation
 from jaxrec.evaluation import evaluate, format_metrics, recommend
 from jaxrec.metrics import sample_negatives
 
@@ -142,7 +142,13 @@ def test_single_target_rank_path_equals_the_top_k_path(seed):
                                  recall_denominator="min")  # fmt: skip
     pad = np.zeros((B, 1), np.int32)
     slow = evaluation._full_step(
-        scores, seen, seen_mask, np.c_[target, pad], np.c_[tmask, pad > 0], valid, ks=ks,
+        scores,
+        seen,
+        seen_mask,
+        np.c_[target, pad],
+        np.c_[tmask, pad > 0],
+        valid,
+        ks=ks,
         recall_denominator="min",
     )
     assert sorted(fast) == sorted(slow)
