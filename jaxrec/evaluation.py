@@ -6,7 +6,9 @@ A model is seen through one function, `score_fn(users int32 [B], hist_ids int32 
 hist_mask bool [B, L]) -> float32 [B, I]`: a score for every item. Inputs arrive as numpy
 arrays (a jitted function takes them as is; a host baseline reads them without a device
 round trip); histories are left-padded, newest item in the last column, and hold the last
-`max_history` items of the stage's input row.
+`max_history` items of the stage's input row; L is the chunk's longest history rounded up
+to a power of two (at least 8, at most `max_history`), so chunks of short histories stay
+narrow (users are sorted by history length).
 
 Both protocols use that one full-catalogue scorer. The sampled protocol gathers the target's
 and the negatives' columns from the full row rather than asking the model for candidate
@@ -209,7 +211,9 @@ def evaluate(
 
     acc = None
     for chunk, valid in _chunks(users, chunk_size):
-        hist_ids, hist_mask = inputs.padded(chunk, max_history)
+        # Only as wide as the chunk's longest history (to a power of two: few shapes).
+        width = min(max_history, _bucket(int(inputs.lengths[chunk].max()), 8))
+        hist_ids, hist_mask = inputs.padded(chunk, width)
         scores = score_fn(chunk, hist_ids, hist_mask)
         _check_scores(scores, len(chunk), split.num_items)
         if protocol == "full":
@@ -307,7 +311,9 @@ def recommend(
         raise ConfigError(f"user ids must be dense ids in 0..{split.num_users - 1}")
     out_ids, out_scores = [], []
     for chunk, valid in _chunks(users, chunk_size):
-        hist_ids, hist_mask = inputs.padded(chunk, max_history)
+        # Only as wide as the chunk's longest history (to a power of two: few shapes).
+        width = min(max_history, _bucket(int(inputs.lengths[chunk].max()), 8))
+        hist_ids, hist_mask = inputs.padded(chunk, width)
         scores = score_fn(chunk, hist_ids, hist_mask)
         _check_scores(scores, len(chunk), split.num_items)
         seen_len = _bucket(int(seen.lengths[chunk].max()), _MIN_SEEN_BUCKET)

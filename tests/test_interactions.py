@@ -64,6 +64,22 @@ def test_sequences_and_select():
     assert kept.user_vocab.tolist() == ["a", "c"] and events(kept) == [("a", "y"), ("c", "z")]
 
 
+@pytest.mark.parametrize("left", [True, False])
+def test_padded_keeps_each_rows_newest_items_against_a_loop(left):
+    rng = np.random.default_rng(0)
+    seqs = Sequences.from_rows([rng.integers(0, 99, rng.integers(0, 9)) for _ in range(40)])
+    rows = rng.integers(0, 40, 60)
+    for width in (0, 1, 4, 8, 12):
+        ids, mask = seqs.padded(rows, width, left=left)
+        assert ids.shape == mask.shape == (60, width) and ids.dtype == np.int32
+        for j, u in enumerate(rows):
+            newest = seqs.row(u)[len(seqs.row(u)) - min(width, len(seqs.row(u))) :]
+            assert ids[j][mask[j]].tolist() == newest.tolist()
+            cols = np.flatnonzero(mask[j])  # one block, at the right (left=True) or left end
+            want = np.arange(width - len(newest), width) if left else np.arange(len(newest))
+            assert cols.tolist() == want.tolist() and not ids[j][~mask[j]].any()
+
+
 def test_filter_rating():
     data = Interactions.from_raw(["a", "a", "b"], ["x", "y", "y"], ratings=[5, 3, 4])
     kept = filter_rating(data, 4)

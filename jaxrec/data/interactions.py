@@ -63,14 +63,17 @@ class Sequences:
         ids: int32 [len(rows), max_len]; mask: bool, True where an item is present.
         Left padding (default) puts the newest item in the last column.
         """
-        ids = np.zeros((len(rows), max_len), dtype=np.int32)
-        mask = np.zeros((len(rows), max_len), dtype=bool)
-        for j, u in enumerate(rows):
-            r = self.row(int(u))[-max_len:] if max_len > 0 else self.row(int(u))[:0]
-            if left:
-                ids[j, max_len - len(r) :], mask[j, max_len - len(r) :] = r, True
-            else:
-                ids[j, : len(r)], mask[j, : len(r)] = r, True
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        width = max(max_len, 0)
+        end = self.indptr[rows + 1]
+        n = np.minimum(end - self.indptr[rows], width)  # the newest n items of each row
+        col = np.arange(width)[None, :]
+        mask = col >= (width - n)[:, None] if left else col < n[:, None]
+        # Their positions in `items`, row after row, oldest first: the order in which a
+        # boolean assignment fills the mask's True cells (no Python loop over rows).
+        starts = np.repeat(end - n - np.cumsum(n) + n, n)
+        ids = np.zeros((len(rows), width), dtype=np.int32)
+        ids[mask] = self.items[starts + np.arange(int(n.sum()))]
         return ids, mask
 
 
