@@ -186,7 +186,9 @@ class CFGANConfig:
     # ML-100K) replay one random stream: rows with as many unobserved entries pick the same
     # positions in their unobserved lists, and ZR and PM are nested (the same set at equal
     # ratios). true: emulate that, one shared uniform per position per round; false:
-    # independent draws per row, as the paper and the ECIR 2022 port.
+    # independent draws per row, as the paper and the ECIR 2022 port. Measured on ML-100K
+    # (2026-11-29, seeds 0 / 1, 250 epochs): P@5 0.4380 / 0.4346, within the spread of
+    # independent draws (0.4274-0.4378).
     reseeded_draws: bool = False
     zr_coefficient: float = 0.03  # alpha
     g_steps: int = 4  # G passes over each mini-batch per train step
