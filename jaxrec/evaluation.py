@@ -75,6 +75,13 @@ def _chunks(users: np.ndarray, chunk_size: int):
         yield padded, valid
 
 
+def _histories(inputs, chunk: np.ndarray, max_history: int):
+    """The chunk's input rows, left-padded only as wide as its longest one (rounded up to a
+    power of two, at least 8: few shapes to compile) and at most `max_history`."""
+    width = min(max_history, _bucket(int(inputs.lengths[chunk].max()), 8))
+    return inputs.padded(chunk, width)
+
+
 def _excluded(scores: jax.Array, seen_ids: jax.Array, seen_mask: jax.Array, k: int):
     """Top-k after seen-item masking; slots holding an excluded (-inf) item get id -1."""
     values, ids = top_k(mask_items(scores.astype(jnp.float32), seen_ids, seen_mask), k)
@@ -211,9 +218,7 @@ def evaluate(
 
     acc = None
     for chunk, valid in _chunks(users, chunk_size):
-        # Only as wide as the chunk's longest history (to a power of two: few shapes).
-        width = min(max_history, _bucket(int(inputs.lengths[chunk].max()), 8))
-        hist_ids, hist_mask = inputs.padded(chunk, width)
+        hist_ids, hist_mask = _histories(inputs, chunk, max_history)
         scores = score_fn(chunk, hist_ids, hist_mask)
         _check_scores(scores, len(chunk), split.num_items)
         if protocol == "full":
@@ -311,9 +316,7 @@ def recommend(
         raise ConfigError(f"user ids must be dense ids in 0..{split.num_users - 1}")
     out_ids, out_scores = [], []
     for chunk, valid in _chunks(users, chunk_size):
-        # Only as wide as the chunk's longest history (to a power of two: few shapes).
-        width = min(max_history, _bucket(int(inputs.lengths[chunk].max()), 8))
-        hist_ids, hist_mask = inputs.padded(chunk, width)
+        hist_ids, hist_mask = _histories(inputs, chunk, max_history)
         scores = score_fn(chunk, hist_ids, hist_mask)
         _check_scores(scores, len(chunk), split.num_items)
         seen_len = _bucket(int(seen.lengths[chunk].max()), _MIN_SEEN_BUCKET)
