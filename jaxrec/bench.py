@@ -331,11 +331,8 @@ def _eval_and_scorer(run, params, add, case, np) -> None:
     from jaxrec import trainer
 
     if run.task.evaluate is None:
-        users = run.split.eval_users("test")
-        if case.get("eval_users") and len(users) > case["eval_users"]:  # an even sample
-            users = users[np.linspace(0, len(users) - 1, case["eval_users"]).astype(int)]
-        first, second = (
-            trainer.evaluate_params(run, params, "test", ("full",), users)[0] for _ in range(2)
+        first, second = (  # every test user, as RecBole's validation pass
+            trainer.evaluate_params(run, params, "test", ("full",))[0] for _ in range(2)
         )
         add("eval_throughput", second["users_per_second"], "users/s",
             {"protocol": "full", "users": second["num_users"]})  # fmt: skip
@@ -397,7 +394,7 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
         case = {"benchmark": benchmark, "config": None if path is None else str(path),
                 "set": [*overrides, "train.epochs=1000", "train.progress=false"],
                 "calls": spec["calls"], "repeats": spec["repeats"],
-                "warmup": spec.get("warmup", 3), "eval_users": spec.get("eval_users"),
+                "warmup": spec.get("warmup", 3),
                 "params": {"update": "sparse" if "optim.sparse=true" in overrides else "dense",
                            "shards": 1} if benchmark == "embedding-scale" else {}}  # fmt: skip
         if config is None:

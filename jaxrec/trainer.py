@@ -68,12 +68,7 @@ def score_fn(run: Run, params):
     score = jax.jit(run.task.score)
 
     def fn(users, hist_ids, hist_mask):
-        # Drop all-padding columns on the left, to a power-of-two width (few compiles).
-        longest = int(hist_mask.sum(axis=1).max(initial=1))
-        width = min(
-            hist_mask.shape[1], max(evaluation.MIN_HISTORY_WIDTH, 1 << (longest - 1).bit_length())
-        )
-        hist_ids, hist_mask = hist_ids[:, -width:], hist_mask[:, -width:]
+        # The evaluator already pads each chunk only to its longest history (power of two).
         n = len(users)
         pad = -n % d
         batch = {"users": users, "ids": hist_ids, "mask": hist_mask}

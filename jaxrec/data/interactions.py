@@ -70,10 +70,10 @@ class Sequences:
         col = np.arange(width)[None, :]
         mask = col >= (width - n)[:, None] if left else col < n[:, None]
         # Their positions in `items`, row after row, oldest first: the order in which a
-        # boolean assignment fills the mask's True cells (no Python loop over rows).
-        starts = np.repeat(end - n - np.cumsum(n) + n, n)
+        # boolean assignment fills the mask's True cells (no Python loop over rows). The
+        # k-th kept item overall, in row r, sits at k + end[r] - (items kept in rows ≤ r).
         ids = np.zeros((len(rows), width), dtype=np.int32)
-        ids[mask] = self.items[starts + np.arange(int(n.sum()))]
+        ids[mask] = self.items[np.arange(int(n.sum())) + np.repeat(end - np.cumsum(n), n)]
         return ids, mask
 
 
