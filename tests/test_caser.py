@@ -313,3 +313,6 @@ def test_bad_row_optimizer_tables_are_config_errors():
                 "optim.tables={E: adam, W2: adam, b2: adam, P: adam}"])  # fmt: skip
     with pytest.raises(ConfigError, match="full softmax"):
         _setup(["model.caser.loss=softmax", "optim.tables={E: lazy_adam}"])
+    tables = "optim.tables={E: lazy_adam, W2: lazy_adam, b2: lazy_adam, P: lazy_adam}"
+    with pytest.raises(ConfigError, match="clip_norm"):  # was silently dense
+        _setup(["model.caser.loss=sampled-softmax", tables, "optim.clip_norm=1.0"])

@@ -107,3 +107,9 @@ def test_optim_tables_are_checked():
         _setup(["optim.tables={Wz: adagrad}"])
     with pytest.raises(ConfigError, match="lazy_adam"):
         _setup(["optim.tables={Wy: rmsprop}"])
+    # Row-wise tables asked for together with a knob that moves every row: an error, not
+    # a silently dense update; a table kept dense is compatible with both.
+    for knob in ("optim.weight_decay=0.01", "optim.clip_norm=1.0"):
+        with pytest.raises(ConfigError, match=knob.split("=")[0]):
+            _setup(["optim.name=adam", "optim.tables={Wy: lazy_adam}", knob])
+    _setup(["optim.name=adam", "optim.tables={Wy: dense}", "optim.clip_norm=1.0"])

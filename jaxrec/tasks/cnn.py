@@ -326,6 +326,7 @@ def item_tables(cfg, names: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str
     `optim.tables` picks row-wise optimizers per table (`{E: lazy_adam, ...}`, every table
     listed); then `optim.weight_decay` is an L2 term on the rows a step touches, as
     FBGEMM's row-wise optimizers apply it, not on the whole table as dense L2 does.
+    `optim.clip_norm` scales every row, so it cannot be combined with `optim.tables`.
     """
     o, chosen = cfg.optim, dict(cfg.optim.tables or {})
     known = [n for n, _ in names]
@@ -343,6 +344,11 @@ def item_tables(cfg, names: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str
         bad = {k: v for k, v in chosen.items() if v not in ROW_OPTIMIZERS}
         if bad:
             raise ConfigError(f"optim.tables {bad}: use one of {', '.join(ROW_OPTIMIZERS)}")
+    if chosen and o.sparse and o.clip_norm:
+        raise ConfigError(
+            "optim.tables with optim.clip_norm: global-norm clipping scales every row of "
+            "every table, so no table can be updated row-wise; drop one of the two"
+        )
     if not o.sparse or o.clip_norm or not names:
         return ()
     if chosen:

@@ -211,7 +211,8 @@ def item_tables(cfg, model: GRU4Rec) -> tuple[tuple[str, str], ...]:
     Default per table: Adagrad for optim.name=adagrad (exact: a zero gradient moves nothing,
     as in the official GRU4Rec), lazy Adam for adam; `optim.tables` picks per table
     (`{Wy: lazy_adam, By: adagrad}`; `dense` keeps one table dense). AdamW, SGD, weight decay
-    and global-norm clipping touch every row by definition: with them the default is dense.
+    and global-norm clipping touch every row by definition: with them the default is dense,
+    and a row-wise choice in `optim.tables` is a ConfigError rather than silently dense.
     """
     o = cfg.optim
     names = ["Wy", "By"]
@@ -230,6 +231,13 @@ def item_tables(cfg, model: GRU4Rec) -> tuple[tuple[str, str], ...]:
             raise ConfigError(
                 f"optim.tables.{name}={kind!r}: use one of {', '.join(ROW_OPTIMIZERS)} or dense"
             )
+    rowwise = {n: k for n, k in chosen.items() if k != "dense"}
+    if rowwise and o.sparse and (o.weight_decay or o.clip_norm):
+        knob = "optim.weight_decay" if o.weight_decay else "optim.clip_norm"
+        raise ConfigError(
+            f"optim.tables {rowwise} with {knob}: it moves every row of every table, so "
+            f"no table can be updated row-wise; drop one of the two (or set the tables dense)"
+        )
     if not o.sparse or o.weight_decay or o.clip_norm:
         return ()
     default = {"adagrad": "adagrad", "adam": "lazy_adam"}.get(o.name, "dense")
