@@ -251,3 +251,20 @@ def test_several_batch_shapes_are_compiled_outside_the_clock():
     assert records["step_time_p99"]["value"] < compile_ms
     assert records["train_throughput"]["value"] > 0
     assert records["achieved_flops"]["value"] > 0
+
+
+def test_family_scale_cases_put_each_config_on_synthetic_data():
+    """Every family's own config, its data swapped for the synthetic set at the case's size."""
+    from jaxrec.config import load_config
+    from jaxrec.data.load import load_split
+
+    cases = bench._family_scale(3_000, 2_000)
+    assert {m for _, m, _, _ in cases} == {"caser", "nextitnet", "multvae", "cdae", "cfgan",
+                                           "irgan"}  # fmt: skip
+    for benchmark, model, config, sets in cases:
+        assert benchmark == "synthetic-scale"  # training only: no evaluation or scorer
+        cfg = load_config(REPO / "configs" / config, [*sets, "data.synthetic.num_users=300"])
+        assert cfg.model.name == model and cfg.data.source == "synthetic"
+        _, split = load_split(cfg.data)
+        assert split.num_items == (3_000 if model in ("caser", "nextitnet") else 2_000)
+        assert split.train.lengths.sum() > 0 and split.test_target.lengths.sum() > 0
