@@ -90,6 +90,34 @@ def test_step_cost_multiplies_the_scanned_calls():
     assert bench._step_cost(one, 8)[0] == pytest.approx(8 * flops)
 
 
+def test_loops_inside_a_step_are_flagged_since_their_bodies_count_once():
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((64, 64))
+
+    def scanned(n):
+        body = lambda c, _: (c @ x, None)  # noqa: E731
+        return jax.jit(lambda a: jax.lax.scan(body, a, None, length=n)[0]).lower(x).compile()
+
+    one, ten = bench._step_cost(scanned(1), 1)[0], bench._step_cost(scanned(10), 1)[0]
+    assert ten == pytest.approx(one, rel=0.01)  # the body once, whatever the trip count
+    plain = jax.jit(lambda a: a @ a).lower(x).compile()
+    assert bench._inner_loops(plain, 1) == 0 and bench._inner_loops(scanned(10), 1) == 1
+    assert bench._inner_loops(scanned(10), 10) == 0  # the scan over steps_per_call calls
+    rec = {"system": "jaxrec", "benchmark": "train", "dataset": "d", "unit": "x",
+           "params": {"num_items": 10, "inner_loops": 1}, "context": {}}  # fmt: skip
+    records = [
+        {**rec, "benchmark": "machine", "metric": "machine_matmul_flops", "value": 1e11},
+        {**rec, "benchmark": "machine", "metric": "machine_memory_bandwidth", "value": 1e10},
+        {**rec, "model": "cfgan", "metric": "achieved_flops", "value": 1e9},
+        {**rec, "model": "cfgan", "metric": "achieved_bandwidth", "value": 1e9},
+    ]
+    from jaxrec.bench_report import _utilisation
+
+    assert "| train | cfgan | 10 |  | ≥ 1.00 | ≥ 1.0% | ≥ 1.00 | ≥ 10.0% |" in _utilisation(records)
+
+
 SERVING = [
     "model.name=gru4rec",
     "data.synthetic.num_users=120",
