@@ -105,6 +105,10 @@ def test_loops_inside_a_step_are_flagged_since_their_bodies_count_once():
     plain = jax.jit(lambda a: a @ a).lower(x).compile()
     assert bench._inner_loops(plain, 1) == 0 and bench._inner_loops(scanned(10), 1) == 1
     assert bench._inner_loops(scanned(10), 10) == 0  # the scan over steps_per_call calls
+    # A loop without a product (as the random-bit generator's rounds) barely counts.
+    elementwise = jax.jit(lambda a: jax.lax.fori_loop(0, 10, lambda i, c: c * 2 + 1, a))
+    compiled = elementwise.lower(x).compile()
+    assert " while(" in compiled.as_text() and bench._inner_loops(compiled, 1) == 0
     rec = {"system": "jaxrec", "benchmark": "train", "dataset": "d", "unit": "x",
            "params": {"num_items": 10, "inner_loops": 1}, "context": {}}  # fmt: skip
     records = [
