@@ -26,6 +26,42 @@ from jaxrec import config, sharding, trainer
 from jaxrec.bench import _SYNTHETIC
 
 
+def measure(config_path: str, n: int, overrides: list[str], steps: int) -> None:
+    """Print the median step time at `n` items and the step's whole-table writes."""
+    sets = [*_SYNTHETIC, f"data.synthetic.num_items={n}", "train.epochs=100", *overrides]
+    run = trainer.prepare(config.load_config(config_path, sets))
+    batches = iter(run.task.dataset(0, 1))
+
+    def batch():
+        b = next(batches)
+        b.pop("_epoch"), b.pop("_last")
+        return sharding.shard_batch(b, run.mesh, run.task.batch_axis)
+
+    key, state = jax.random.key(0), run.state
+    step = jax.jit(run.task.train_step, donate_argnums=0).lower(state, batch(), key).compile()
+    whole = re.compile(rf"= f32\[{n},")
+    dense = [
+        line.strip()[:120]
+        for line in step.as_text().splitlines()
+        if whole.search(line) and "scatter" not in line and " parameter(" not in line
+    ]
+    for _ in range(3):
+        state, _ = step(state, batch(), key)
+    jax.block_until_ready(state)
+    times = []
+    for _ in range(steps):
+        b = batch()
+        t = time.perf_counter()
+        state, _ = step(state, b, key)
+        jax.block_until_ready(state)
+        times.append(time.perf_counter() - t)
+    print(f"{n:,} items: step median {1e3 * statistics.median(times):.1f} ms "
+          f"(min {1e3 * min(times):.1f}); whole-table instructions other than row "
+          f"scatters: {len(dense)}")  # fmt: skip
+    for line in dense[:8]:
+        print("    " + line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
@@ -34,38 +70,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args()
     for n in args.items:
-        sets = [*_SYNTHETIC, f"data.synthetic.num_items={n}", "train.epochs=100", *args.set]
-        run = trainer.prepare(config.load_config(args.config, sets))
-        batches = iter(run.task.dataset(0, 1))
-
-        def batch():
-            b = next(batches)
-            b.pop("_epoch"), b.pop("_last")
-            return sharding.shard_batch(b, run.mesh, run.task.batch_axis)
-
-        key, state = jax.random.key(0), run.state
-        step = jax.jit(run.task.train_step, donate_argnums=0).lower(state, batch(), key).compile()
-        whole = re.compile(rf"= f32\[{n},")
-        dense = [
-            line.strip()[:120]
-            for line in step.as_text().splitlines()
-            if whole.search(line) and "scatter" not in line and " parameter(" not in line
-        ]
-        for _ in range(3):
-            state, _ = step(state, batch(), key)
-        jax.block_until_ready(state)
-        times = []
-        for _ in range(args.steps):
-            b = batch()
-            t = time.perf_counter()
-            state, _ = step(state, b, key)
-            jax.block_until_ready(state)
-            times.append(time.perf_counter() - t)
-        print(f"{n:,} items: step median {1e3 * statistics.median(times):.1f} ms "
-              f"(min {1e3 * min(times):.1f}); whole-table instructions other than row "
-              f"scatters: {len(dense)}")  # fmt: skip
-        for line in dense[:8]:
-            print("    " + line)
+        measure(args.config, n, args.set, args.steps)
 
 
 if __name__ == "__main__":
