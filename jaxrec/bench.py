@@ -217,7 +217,7 @@ def machine_case(case: dict) -> list[dict]:
     return out
 
 
-_CALLED = re.compile(r"(?:calls|body|condition|to_apply|branch_computations)=\{?%([\w.\-]+)")
+_NAME = re.compile(r"%([\w.\-]+)")
 _WHILE_BODY = re.compile(r"body=%([\w.\-]+)")
 
 
@@ -249,15 +249,16 @@ def _inner_loops(compiled, calls_per_loop: int) -> int:
             name = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
             calls[name], has_dot[name] = set(), False
         elif name is not None and line.strip():
-            has_dot[name] |= " dot(" in line or " convolution(" in line
-            calls[name].update(_CALLED.findall(line))
+            has_dot[name] |= any(op in line for op in (" dot(", " convolution(", "matmul"))
+            calls[name].update(_NAME.findall(line))  # operands too; only computations count
             if " while(" in line:
                 bodies += _WHILE_BODY.findall(line)
 
     def with_dot(comp, seen=()):
         if has_dot.get(comp):
             return True
-        return any(with_dot(c, (*seen, comp)) for c in calls.get(comp, ()) if c not in seen)
+        inner = calls.get(comp, set()) & calls.keys()
+        return any(with_dot(c, (*seen, comp)) for c in inner if c not in seen)
 
     loops = sum(with_dot(b) for b in bodies)
     return max(0, loops - (1 if calls_per_loop > 1 else 0))
