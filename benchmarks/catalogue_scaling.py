@@ -23,12 +23,12 @@ import time
 import jax
 
 from jaxrec import config, sharding, trainer
-from jaxrec.bench import _SYNTHETIC
+from jaxrec.bench import SYNTHETIC_DATA
 
 
 def measure(config_path: str, n: int, overrides: list[str], steps: int) -> None:
     """Print the median step time at `n` items and the step's whole-table writes."""
-    sets = [*_SYNTHETIC, f"data.synthetic.num_items={n}", "train.epochs=100", *overrides]
+    sets = [*SYNTHETIC_DATA, f"data.synthetic.num_items={n}", "train.epochs=100", *overrides]
     run = trainer.prepare(config.load_config(config_path, sets))
     batches = iter(run.task.dataset(0, 1))
 

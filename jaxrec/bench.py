@@ -85,10 +85,11 @@ _TRAIN = [
     ("train", "cfgan", "cfgan_ml100k.yaml", []),
     ("train", "irgan", "irgan_ml100k.yaml", []),
 ]
-# Each family's own config on the synthetic data at a catalogue far beyond its real data
-# set's (training only): the sequential models' sampled losses and row-wise updates should
-# keep the step flat in the catalogue, the autoencoders' and GANs' [B, I] rows should not.
-_SYNTHETIC = ["data.source=synthetic", "data.format=null", "data.columns=null",
+# Overrides that put any config on the synthetic data (also catalogue_scaling.py). The
+# family-scale cases: each family's own config on it at a catalogue far beyond its real
+# data set's (training only): the sequential models' sampled losses and row-wise updates
+# should keep the step flat in the catalogue, the autoencoders' and GANs' rows should not.
+SYNTHETIC_DATA = ["data.source=synthetic", "data.format=null", "data.columns=null",
               "data.min_rating=null", "data.valid_source=null", "data.test_source=null",
               "data.test_input=train_valid", "data.split=leave_one_out",
               "data.synthetic.num_users=5000", "data.synthetic.mean_length=30"]  # fmt: skip
@@ -99,7 +100,7 @@ def _family_scale(sequential: int, rows: int):
            ("nextitnet", "nextitnet_games.yaml", sequential),
            ("multvae", "multvae_ml1m.yaml", rows), ("cdae", "cdae_ml1m.yaml", rows),
            ("cfgan", "cfgan_ml100k.yaml", rows), ("irgan", "irgan_ml100k.yaml", rows)]  # fmt: skip
-    return [("synthetic-scale", model, config, [*_SYNTHETIC, f"data.synthetic.num_items={n}"])
+    return [("synthetic-scale", model, config, [*SYNTHETIC_DATA, f"data.synthetic.num_items={n}"])
             for model, config, n in big]  # fmt: skip
 
 
@@ -249,7 +250,8 @@ def _inner_loops(compiled, calls_per_loop: int) -> int:
             name = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
             calls[name], has_dot[name] = set(), False
         elif name is not None and line.strip():
-            has_dot[name] |= any(op in line for op in (" dot(", " convolution(", "matmul"))
+            has_dot[name] |= (" dot(" in line or " convolution(" in line
+                              or (" custom-call(" in line and "matmul" in line))  # fmt: skip
             calls[name].update(_NAME.findall(line))  # operands too; only computations count
             if " while(" in line:
                 bodies += _WHILE_BODY.findall(line)

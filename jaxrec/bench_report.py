@@ -148,8 +148,9 @@ def _utilisation(records: list[dict]) -> list[str]:
            "(XLA cost analysis ÷ median call time). XLA counts every operand of a gather or "
            "scatter in full, a whole table for a sparse row update, so its bytes overstate the "
            "traffic of embedding steps: a fraction above 100% marks that count, not the "
-           "machine's speed. ≥: the step runs loops inside (scanned sub-batch updates, sorted "
-           "searches) whose bodies XLA counts once, so its figures are lower bounds.", "",
+           "machine's speed. ≥: the step runs loops with matrix products inside (scanned "
+           "sub-batch updates) whose bodies XLA counts once, so its figures are lower "
+           "bounds.", "",
            "| benchmark | model | items | update | GFLOP/s | of matmul peak | GB/s | of bandwidth |",
            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     rows: dict[tuple, dict] = defaultdict(dict)
