@@ -14,8 +14,9 @@ import jax
 print(f"jax {jax.__version__}, backend {jax.default_backend()}, devices {jax.devices()}")
 EOF
 
-# The default suite pins JAX_PLATFORMS=cpu (tests/conftest.py); this file wants the GPU first.
-JAX_PLATFORMS=cuda,cpu timeout 240 python -m pytest -q -p no:cacheprovider tests/test_gpu.py \
+# The default suite pins JAX_PLATFORMS=cpu (tests/conftest.py); this file wants the GPU first,
+# in one process (-n 0: two workers would each reserve most of the GPU memory).
+JAX_PLATFORMS=cuda,cpu timeout 240 python -m pytest -q -n 0 -p no:cacheprovider tests/test_gpu.py \
   2>&1 | tee "$OUT_DIR/test_gpu.log" | tail -n 25
 echo "gpu tests: exit ${PIPESTATUS[0]} after $((SECONDS - START)) s"
 
