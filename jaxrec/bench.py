@@ -7,13 +7,16 @@ Method. Each case runs in a fresh subprocess (clean compile caches, its own peak
 It builds the sharded state and the compiled step exactly as `jaxrec train` does; the first
 call is timed apart (compile time, with `block_until_ready`); `warmup` calls follow; then
 `repeats` × `calls` compiled calls, each stopped with `block_until_ready`, the host batches
-prepared beforehand so the clock sees the device step. A call runs `train.steps_per_call`
+prepared beforehand so the clock sees the device step. A suite with `repeat_seconds` runs
+fewer calls per repeat where the warm-up says `calls` of them would last longer (at least
+`min_calls`; the number is in each record's params). A call runs `train.steps_per_call`
 mini-batches; latencies are reported per mini-batch (call time / T). Throughput is the
-median over repeats, with min and max in `spread`. Evaluation throughput is the second of
-two full-ranking test passes (the first compiles). Scorer latency: the model exported with
-`jaxrec export`, loaded with `jaxrec.load_scorer`, called `calls` times per batch size after
-a warm-up call. Peak host memory is the process's max RSS; device memory comes from
-`device.memory_stats()` where the backend reports it (GPU/TPU).
+median over repeats, with min and max in `spread`. Evaluation throughput: a full-ranking
+pass over every test user, after a warm-up over one chunk of each input shape (it compiles
+them all). Scorer latency: the model exported with `jaxrec export`, loaded with
+`jaxrec.load_scorer`, called `calls` times per batch size after a warm-up call. Peak host
+memory is the process's max RSS; device memory comes from `device.memory_stats()` where the
+backend reports it (GPU/TPU).
 
 Against the machine's limit. The `machine` case measures, in the same suite run, the peak
 float32 matmul rate (n×n, n = 2048 on CPU, 8192 on accelerators; the best of the repeats)
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -161,6 +165,24 @@ def context(cfg_dict: dict | None = None) -> dict:
     }
 
 
+# Where this process's case spent its wall time (seconds by phase), printed by `--case`
+# beside its records so that the suite's log shows what a case costs.
+PHASES: dict[str, float] = {}
+
+
+class _phase:
+    """`with _phase("eval"):` adds the block's wall time to PHASES["eval"]."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        PHASES[self.name] = PHASES.get(self.name, 0.0) + time.perf_counter() - self.start
+
+
 def _percentile(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
@@ -280,7 +302,8 @@ def run_case(case: dict) -> list[dict]:
     cfg = load_config(case["config"], case["set"])
     host_memory.apply_setting(cfg.train.host_malloc)  # before this case's first computation
     serving = {"scorer": scorer_case, "embedding-shards": shard_memory_case}.get(case["benchmark"])
-    run = None if serving else trainer.prepare(cfg)
+    with _phase("prepare"):
+        run = None if serving else trainer.prepare(cfg)
     ctx = context(to_dict(cfg))
     num_items = cfg.data.synthetic.num_items if run is None else run.split.num_items
     base_params = {"batch_size": cfg.train.batch_size, "steps_per_call": cfg.train.steps_per_call,
@@ -336,22 +359,34 @@ def run_case(case: dict) -> list[dict]:
     t = time.perf_counter()
     compiled_for(batch())
     add("compile_time", time.perf_counter() - t, "s")
+    PHASES["compile"] = time.perf_counter() - t
     other_compiles.clear()
 
+    t = time.perf_counter()
     for _ in range(case["warmup"]):
         b = batch()
         state, m = executables[compiled_for(b)](state, b, key)
-    jax.block_until_ready(state)
+        jax.block_until_ready(state)
+    PHASES["warmup"] = time.perf_counter() - t
+    # Calls per repeat: `calls`, or fewer for slow steps, so that a repeat lasts about
+    # `repeat_seconds` (timeit's autorange, capped) but never under `min_calls`.
+    per_call = (PHASES["warmup"] - sum(other_compiles)) / max(case["warmup"], 1)
+    calls = case["calls"]
+    if case.get("repeat_seconds"):
+        fit = math.ceil(case["repeat_seconds"] / max(per_call, 1e-9))
+        calls = max(case.get("min_calls", 1), min(calls, fit))
+    base_params["calls"] = calls
     T = cfg.train.steps_per_call if run.task.batch_axis == 1 else 1
     throughputs, steps, latencies, timed = [], [], [], []
+    t_timed = time.perf_counter()
     for _ in range(case["repeats"]):
-        prepared = [batch() for _ in range(case["calls"])]
+        prepared = [batch() for _ in range(calls)]
         shapes = [compiled_for(b) for b in prepared]
-        calls = [executables[k] for k in shapes]
+        fns = [executables[k] for k in shapes]
         examples = 0
         t_all = time.perf_counter()
         timed += shapes
-        for compiled, b in zip(calls, prepared, strict=True):
+        for compiled, b in zip(fns, prepared, strict=True):
             t = time.perf_counter()
             state, m = compiled(state, b, key)
             jax.block_until_ready(state)
@@ -359,7 +394,8 @@ def run_case(case: dict) -> list[dict]:
             examples += int(m["examples"])
         seconds = time.perf_counter() - t_all
         throughputs.append(examples / seconds)
-        steps.append(case["calls"] * T / seconds)
+        steps.append(calls * T / seconds)
+    PHASES["timed"] = time.perf_counter() - t_timed
     add("train_throughput", statistics.median(throughputs), "examples/s",
         spread=(min(throughputs), max(throughputs)))  # fmt: skip
     add("train_steps", statistics.median(steps), "steps/s", spread=(min(steps), max(steps)))
@@ -393,16 +429,21 @@ def run_case(case: dict) -> list[dict]:
 def _eval_and_scorer(run, params, add, case, np) -> None:
     from jaxrec import trainer
 
+    t = time.perf_counter()
     if run.task.evaluate is None:
-        first, second = (  # every test user, as RecBole's validation pass
-            trainer.evaluate_params(run, params, "test", ("full",))[0] for _ in range(2)
-        )
-        add("eval_throughput", second["users_per_second"], "users/s",
-            {"protocol": "full", "users": second["num_users"]})  # fmt: skip
-        add("eval_compile_time", max(first["seconds"] - second["seconds"], 0.0), "s")
+        # A warm-up over one chunk of each input shape compiles what the timed pass runs;
+        # its compile time is its wall time less what those chunks take in the timed pass.
+        first = trainer.evaluate_params(run, params, "test", ("full",), one_chunk_per_shape=True)
+        second = trainer.evaluate_params(run, params, "test", ("full",))  # every test user,
+        add("eval_throughput", second[0]["users_per_second"], "users/s",  # as RecBole's pass
+            {"protocol": "full", "users": second[0]["num_users"]})  # fmt: skip
+        run_s = first[0]["num_users"] / second[0]["users_per_second"]
+        add("eval_compile_time", max(first[0]["seconds"] - run_s, 0.0), "s")
+    PHASES["eval"] = time.perf_counter() - t
     from jaxrec.export import export_run
     from jaxrec.scorer import load_scorer
 
+    t_scorer = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         export_run(run, params, Path(tmp) / "scorer", max_k=100)
         scorer = load_scorer(Path(tmp) / "scorer")
@@ -421,10 +462,13 @@ def _eval_and_scorer(run, params, add, case, np) -> None:
                 times.append(time.perf_counter() - t)
             for q in (50, 99):
                 add(f"scorer_latency_p{q}", 1e3 * _percentile(times, q), "ms", {"requests": b})
+    PHASES["scorer"] = time.perf_counter() - t_scorer
 
 
 def _case_main(spec: str) -> None:
-    print("RECORDS " + json.dumps(run_case(json.loads(spec)), default=str))
+    records = run_case(json.loads(spec))
+    print("PHASES " + json.dumps({k: round(v, 1) for k, v in PHASES.items()}))
+    print("RECORDS " + json.dumps(records, default=str))
 
 
 def _peers_root(configs_dir: Path) -> Path:
@@ -457,7 +501,8 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
         case = {"benchmark": benchmark, "config": None if path is None else str(path),
                 "set": [*overrides, "train.epochs=1000", "train.progress=false"],
                 "calls": spec["calls"], "repeats": spec["repeats"],
-                "warmup": spec.get("warmup", 3),
+                "warmup": spec.get("warmup", 3), "repeat_seconds": spec.get("repeat_seconds"),
+                "min_calls": spec.get("min_calls", 1),
                 "params": {"update": "sparse" if "optim.sparse=true" in overrides else "dense",
                            "shards": 1} if benchmark == "embedding-scale" else {}}  # fmt: skip
         if config is None:
@@ -480,7 +525,11 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
             print(f"bench: {label} failed", flush=True)
             continue
         records += json.loads(lines[-1].removeprefix("RECORDS "))
-        print(f"bench: {label} done in {time.perf_counter() - t:.0f} s", flush=True)
+        phases = [json.loads(x.removeprefix("PHASES ")) for x in proc.stdout.splitlines()
+                  if x.startswith("PHASES ")] or [{}]  # fmt: skip
+        phases = ", ".join(f"{k} {v:.0f}" for k, v in phases[-1].items())
+        print(f"bench: {label} done in {time.perf_counter() - t:.0f} s"
+              + (f" ({phases})" if phases else ""), flush=True)  # fmt: skip
     if "recbole" in peers:
         from jaxrec.bench_peers import peer_sizes, recbole_records
         from jaxrec.config import load_config

@@ -89,7 +89,7 @@ def _first_rows(x, n: int):
     return x[:n]
 
 
-def _evaluate(run: Run, fn, stage: str, protocol: str, users=None) -> dict:
+def _evaluate(run: Run, fn, stage: str, protocol: str, users=None, **options) -> dict:
     e = run.cfg.eval
     return evaluation.evaluate(
         fn,
@@ -103,17 +103,22 @@ def _evaluate(run: Run, fn, stage: str, protocol: str, users=None) -> dict:
         recall_denominator=e.recall_denominator,
         seed=run.cfg.train.seed,
         users=users,
+        **options,
     )
 
 
-def evaluate_params(run: Run, params, stage: str, protocols=None, users=None) -> list[dict]:
+def evaluate_params(
+    run: Run, params, stage: str, protocols=None, users=None, **options
+) -> list[dict]:
     """Metrics of `params` on `stage` under each protocol (default: the config's), over
-    `users` (default: every user with a target at `stage`)."""
+    `users` (default: every user with a target at `stage`); `options` go to
+    `evaluation.evaluate` (e.g. `one_chunk_per_shape`)."""
     if run.task.evaluate is not None:
         return [run.task.evaluate(params, stage)]
     fn = score_fn(run, params)
     with jax.set_mesh(run.mesh):  # sharded lookups and two-stage top-K see the mesh
-        return [_evaluate(run, fn, stage, p, users) for p in (protocols or run.cfg.eval.protocols)]
+        protocols = protocols or run.cfg.eval.protocols
+        return [_evaluate(run, fn, stage, p, users, **options) for p in protocols]
 
 
 def evaluate_baselines(run: Run, stage: str) -> list[tuple[str, dict]]:

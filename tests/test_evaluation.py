@@ -242,3 +242,32 @@ def test_recommend_pads_with_minus_one_when_catalogue_runs_out():
     assert np.all(ids[0, left:] == -1) and np.all(np.isneginf(scores[0, left:]))
     assert np.all(ids[0, :left] >= 0)
     assert not np.isin(ids[0, :left], split.test_input.row(u)).any()
+
+
+def test_one_chunk_per_shape_runs_every_shape_of_the_whole_pass_once(monkeypatch):
+    """The bench's warm-up: the executables of the whole pass, one chunk of each shape."""
+    split = _split()
+    _, table_fn = _table_scorer()
+    full_step, widths, calls = evaluation._full_step, [], []
+
+    def score_fn(users, hist_ids, hist_mask):
+        widths.append(hist_ids.shape)
+        return table_fn(users, hist_ids, hist_mask)
+
+    def recorded(scores, seen_ids, seen_mask, tgt_ids, tgt_mask, valid, **kw):
+        calls.append((widths[-1], seen_ids.shape, tgt_ids.shape, int(valid.sum())))
+        return full_step(scores, seen_ids, seen_mask, tgt_ids, tgt_mask, valid, **kw)
+
+    monkeypatch.setattr(evaluation, "_full_step", recorded)
+    runs = {}
+    for warm in (False, True):
+        calls.clear()
+        r = evaluate(score_fn, split, "test", ks=(5,), chunk_size=2, max_history=16,
+                     one_chunk_per_shape=warm)  # fmt: skip
+        runs[warm] = (list(calls), r["num_users"])
+    (whole, n_whole), (warm, n_warm) = runs[False], runs[True]
+    shapes = {c[:3] for c in whole}
+    assert len(shapes) == 2  # users sorted by length: history widths 8 and 16
+    assert len(whole) == 11 and len(warm) == len(shapes) < len(whole)
+    assert {c[:3] for c in warm} == shapes
+    assert n_warm == sum(c[3] for c in warm) < n_whole == sum(c[3] for c in whole) == 21
