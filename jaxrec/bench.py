@@ -110,12 +110,13 @@ def _family_scale(sequential: int, rows: int):
 
 _MACHINE = [("machine", "-", None, [])]
 SUITES = {
-    # Under 5 minutes on 2 CPU cores: fewer calls, the catalogue sweep's ends, one scorer
-    # size, shard memory at 100K items. Evaluation reads every test user, as RecBole's
-    # validation pass does: a 2,048-user sample put the longest histories into one of few
-    # chunks, so that GRU4Rec's users/s was 0.6x its whole-set figure (2026-11-29).
-    "quick": {"calls": 5, "repeats": 3, "warmup": 2,
-              "cases": _MACHINE + _TRAIN + _scale((10_000, 1_000_000))
+    # Under 5 minutes on 2 CPU cores: fewer calls (fewer still where a call takes over a
+    # second), the catalogue sweep's ends, one scorer size, shard memory at 100K items on 1
+    # and 8 shards. Evaluation reads every test user, as RecBole's validation pass does: a
+    # 2,048-user sample put the longest histories into one of few chunks, so that GRU4Rec's
+    # users/s was 0.6x its whole-set figure (2026-11-29).
+    "quick": {"calls": 5, "repeats": 3, "warmup": 2, "repeat_seconds": 3.0, "min_calls": 2,
+              "shards": (1, 8), "cases": _MACHINE + _TRAIN + _scale((10_000, 1_000_000))
               + _serving((10_000,), shard_items=100_000)},
     "full": {"calls": 50, "repeats": 5, "cases": _MACHINE + _TRAIN
              + _family_scale(1_000_000, 20_000)
@@ -502,7 +503,7 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
                 "set": [*overrides, "train.epochs=1000", "train.progress=false"],
                 "calls": spec["calls"], "repeats": spec["repeats"],
                 "warmup": spec.get("warmup", 3), "repeat_seconds": spec.get("repeat_seconds"),
-                "min_calls": spec.get("min_calls", 1),
+                "min_calls": spec.get("min_calls", 1), "shards": spec.get("shards", (1, 2, 4, 8)),
                 "params": {"update": "sparse" if "optim.sparse=true" in overrides else "dense",
                            "shards": 1} if benchmark == "embedding-scale" else {}}  # fmt: skip
         if config is None:

@@ -99,13 +99,14 @@ def scorer_case(case: dict, add) -> None:
 
 
 def shard_memory_case(case: dict, add) -> None:
-    """Per-device bytes of the item tables (+ optimizer state) at 1, 2, 4, 8 row shards."""
+    """Per-device bytes of the item tables (+ optimizer state) at `case["shards"]` row shards
+    (default 1, 2, 4, 8)."""
     import jax
 
     from jaxrec import sharding, trainer
     from jaxrec.config import load_config
 
-    for shards in (1, 2, 4, 8):
+    for shards in case.get("shards", (1, 2, 4, 8)):
         if shards > len(jax.devices()):
             continue
         cfg = load_config(None, [*case["set"], f"mesh.model={shards}", "mesh.data=-1"])

@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--workdir", required=True)
     x.add_argument("--out", required=True, help="artifact directory to create")
     x.add_argument("--max-k", type=int, default=100, help="largest top-K the scorer serves")
-    x.add_argument("--history", type=int, help="history length read (default eval.max_history)")
+    x.add_argument(
+        "--history",
+        type=int,
+        help="history length read (default: eval.max_history, "
+        "or fewer where the model reads fewer)",
+    )
     x.add_argument("--force", action="store_true", help="replace an existing artifact")
 
     m = sub.add_parser("embed", help="user representations and item embeddings to Parquet")
@@ -171,7 +176,7 @@ def cmd_recommend(args) -> None:
         users,
         args.k,
         chunk_size=e.chunk_size,
-        max_history=e.max_history,
+        max_history=trainer.history_width(run),
     )
     iv = run.data.item_vocab
     items = [[iv[i] if i >= 0 else None for i in row] for row in ids.tolist()]

@@ -183,6 +183,7 @@ def _plain(v):
 
 def export_run(run, params, out, *, max_k: int = 100, history: int | None = None, force=False):
     """Export a trained run (`trainer.prepare` + its best params) → the artifact path."""
+    from jaxrec import trainer
     from jaxrec.tasks import FAMILIES
 
     cfg = run.cfg
@@ -196,7 +197,7 @@ def export_run(run, params, out, *, max_k: int = 100, history: int | None = None
         model_name=name,
         family=FAMILIES[name],
         config={"model": {"name": name, name: to_dict(getattr(cfg.model, _section(name)))}},
-        history=cfg.eval.max_history if history is None else history,
+        history=trainer.history_width(run) if history is None else history,
         max_k=max_k,
         default_k=min(cfg.eval.ks[0], max_k),
         force=force,

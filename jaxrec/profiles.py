@@ -22,6 +22,8 @@ def user_vectors(run, params, *, chunk_size: int = 1024) -> tuple[np.ndarray, np
     """(dense user ids [U'], float32 [U', D]) for every user with a known history."""
     if run.task.represent is None:
         raise ConfigError(f"model {run.cfg.model.name!r} defines no user representation")
+    from jaxrec import trainer
+
     history, _ = run.split.stage("test")
     users = np.flatnonzero(history.lengths > 0).astype(np.int32)
     fn = jax.jit(run.task.represent)
@@ -30,7 +32,7 @@ def user_vectors(run, params, *, chunk_size: int = 1024) -> tuple[np.ndarray, np
         chunk = users[lo : lo + chunk_size]
         n = len(chunk)
         padded = np.concatenate([chunk, np.repeat(chunk[:1], chunk_size - n)])
-        ids, mask = history.padded(padded, run.cfg.eval.max_history)
+        ids, mask = history.padded(padded, trainer.history_width(run))
         out.append(np.asarray(jax.device_get(fn(params, padded, ids, mask)))[:n])
     vectors = np.concatenate(out) if out else np.zeros((0, 0), np.float32)
     return users, vectors.astype(np.float32)

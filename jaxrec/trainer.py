@@ -89,6 +89,13 @@ def _first_rows(x, n: int):
     return x[:n]
 
 
+def history_width(run: Run) -> int:
+    """History items handed to the model: `eval.max_history`, or fewer where the model reads
+    fewer (`Task.history_width`: Caser's L, NextItNet's max_length)."""
+    width = run.cfg.eval.max_history
+    return min(width, run.task.history_width) if run.task.history_width else width
+
+
 def _evaluate(run: Run, fn, stage: str, protocol: str, users=None, **options) -> dict:
     e = run.cfg.eval
     return evaluation.evaluate(
@@ -99,7 +106,7 @@ def _evaluate(run: Run, fn, stage: str, protocol: str, users=None, **options) ->
         protocol=protocol,
         num_negatives=e.num_negatives,
         chunk_size=e.chunk_size,
-        max_history=e.max_history,
+        max_history=history_width(run),
         recall_denominator=e.recall_denominator,
         seed=run.cfg.train.seed,
         users=users,

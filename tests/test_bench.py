@@ -25,8 +25,9 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def records():
+    # repeat_seconds far below a call: each repeat runs min_calls, not calls.
     case = {"benchmark": "train", "config": None, "set": TINY, "calls": 3, "repeats": 2,
-            "warmup": 1}  # fmt: skip
+            "warmup": 1, "repeat_seconds": 1e-9, "min_calls": 2}  # fmt: skip
     return bench.run_case(case)
 
 
@@ -47,6 +48,8 @@ def test_records_have_every_field_and_metric(records):
     n = epoch["params"]["examples_per_epoch"]
     assert n > 0 and epoch["value"] == pytest.approx(n / by["train_throughput"]["value"])
     assert by["step_time_p50"]["value"] <= by["step_time_p99"]["value"]
+    assert by["train_steps"]["params"]["calls"] == 2  # min_calls
+    assert by["eval_throughput"]["params"]["users"] > 0 and by["eval_compile_time"]["value"] >= 0
     assert {r["params"]["requests"] for r in records if r["metric"] == "scorer_latency_p50"} == {
         1,
         64,

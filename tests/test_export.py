@@ -54,9 +54,10 @@ def test_exported_scores_equal_jitted_scores(any_family):
     fn = exported_score(path)
     params = jax.device_get(best)
     hist, _ = run.split.stage("test")
+    width = trainer.history_width(run)  # the artifact's history columns
     for n in (3, 16):  # two batch sizes through the one symbolic-batch module
         users = np.arange(n, dtype=np.int32)
-        ids, mask = hist.padded(users, 16)
+        ids, mask = hist.padded(users, width)
         want = jax.jit(run.task.score)(params, users, ids, mask)
         got = fn(params, users, ids, mask)
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
@@ -79,6 +80,22 @@ def test_scorer_recommend_equals_in_process_recommend(any_family):
     assert (ids == run.data.item_vocab[want_ids]).all()
     for row, history in zip(ids, inputs, strict=True):  # seen items are never recommended
         assert not set(row) & set(history)
+
+
+@pytest.mark.parametrize("model", ["caser", "nextitnet"])
+def test_histories_are_cut_to_what_the_model_reads(model, tmp_path_factory, ratings_file):
+    """Caser reads its last L items, NextItNet its last max_length: evaluation and export hand
+    no more (fewer shapes to compile), and the metrics are those of the whole 16 columns."""
+    run, best, path, _ = _exported(model, tmp_path_factory, ratings_file)
+    width = {"caser": run.cfg.model.caser.length, "nextitnet": 12}[model]
+    assert trainer.history_width(run) == width < run.cfg.eval.max_history == 16
+    assert load_scorer(path).history_length == width
+    cut = trainer.evaluate_params(run, best, "test", ("full",))[0]
+    whole = evaluation.evaluate(trainer.score_fn(run, best), run.split, "test",
+                                ks=run.cfg.eval.ks, max_history=16)  # fmt: skip
+    for name, value in whole.items():
+        if name not in ("seconds", "users_per_second"):
+            assert cut[name] == pytest.approx(value, rel=1e-6), name
 
 
 def test_metadata_records_versions_and_checksums(exported):

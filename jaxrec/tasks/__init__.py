@@ -33,6 +33,9 @@ class Task:
       are not rankers (AutoRec's rating RMSE); `eval.metric` then names one of its keys.
     examples_per_epoch: the `examples` one epoch counts (0: not known without iterating), so
       that a throughput becomes an epoch time (`jaxrec bench`).
+    history_width: the newest items of a history that `score` and `represent` read (0: all
+      they are given); callers hand no more (`trainer.history_width`): fewer input shapes
+      to compile and less padding to move.
     """
 
     name: str
@@ -45,6 +48,7 @@ class Task:
     item_vectors: Callable[[Any], Any] | None = None
     evaluate: Callable[[Any, str], dict] | None = None
     examples_per_epoch: int = 0
+    history_width: int = 0
 
 
 FAMILIES = {

@@ -456,6 +456,7 @@ def _build_caser(cfg, split) -> Task:
         represent=represent,
         item_vectors=lambda params: params["E" if m.tied else "W2"],
         examples_per_epoch=windows,
+        history_width=m.length,
     )
 
 
@@ -531,6 +532,7 @@ def _build_nextitnet(cfg, split) -> Task:
         represent=represent,
         item_vectors=lambda params: params["E" if m.tied else "W"],
         examples_per_epoch=users,
+        history_width=m.max_length,
     )
 
 
