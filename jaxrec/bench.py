@@ -363,18 +363,20 @@ def run_case(case: dict) -> list[dict]:
     PHASES["compile"] = time.perf_counter() - t
     other_compiles.clear()
 
-    t = time.perf_counter()
+    t, warm = time.perf_counter(), []
     for _ in range(case["warmup"]):
         b = batch()
-        state, m = executables[compiled_for(b)](state, b, key)
+        k = compiled_for(b)
+        t_call = time.perf_counter()
+        state, m = executables[k](state, b, key)
         jax.block_until_ready(state)
+        warm.append(time.perf_counter() - t_call)
     PHASES["warmup"] = time.perf_counter() - t
     # Calls per repeat: `calls`, or fewer for slow steps, so that a repeat lasts about
     # `repeat_seconds` (timeit's autorange, capped) but never under `min_calls`.
-    per_call = (PHASES["warmup"] - sum(other_compiles)) / max(case["warmup"], 1)
     calls = case["calls"]
-    if case.get("repeat_seconds"):
-        fit = math.ceil(case["repeat_seconds"] / max(per_call, 1e-9))
+    if case.get("repeat_seconds") and warm:
+        fit = math.ceil(case["repeat_seconds"] / max(min(warm), 1e-9))
         calls = max(case.get("min_calls", 1), min(calls, fit))
     base_params["calls"] = calls
     T = cfg.train.steps_per_call if run.task.batch_axis == 1 else 1
@@ -472,6 +474,77 @@ def _case_main(spec: str) -> None:
     print("RECORDS " + json.dumps(records, default=str))
 
 
+def _can_fork() -> bool:
+    """Whether cases can fork from this process: POSIX, and no JAX backend started here
+    (a child would inherit its threads; a test process has one)."""
+    try:
+        from jax._src import xla_bridge
+
+        return hasattr(os, "fork") and not xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):  # a JAX without that function: start a process
+        return False
+
+
+def _run_isolated(case: dict, env: dict) -> tuple[list, dict, str]:
+    """One case in its own process → (records, phases, error: '' or the output's last lines).
+
+    Forked from this process where `_can_fork`: it has imported JAX and jaxrec once (3.5 s a
+    case on the 2-core CPU, 14 cases in the quick suite) but started no backend, so each
+    child still initialises, compiles and counts its peak memory on its own. Elsewhere a
+    fresh `python -m jaxrec.bench --case`. `env`: variables the case sets before JAX starts.
+    """
+    import jax  # also what every case imports, loaded before the first fork
+
+    import jaxrec.bench_serving
+    import jaxrec.export
+    import jaxrec.scorer
+    import jaxrec.trainer  # noqa: F401
+
+    if not _can_fork():
+        proc = subprocess.run([sys.executable, "-m", "jaxrec.bench", "--case", json.dumps(case)],
+                              capture_output=True, text=True, env={**os.environ, **env})  # fmt: skip
+        out = {x.split(" ", 1)[0]: x.split(" ", 1)[1] for x in proc.stdout.splitlines()
+               if x.startswith(("RECORDS ", "PHASES "))}  # fmt: skip
+        if proc.returncode or "RECORDS" not in out:
+            return [], {}, " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        return json.loads(out["RECORDS"]), json.loads(out.get("PHASES", "{}")), ""
+    read, write = os.pipe()
+    with tempfile.TemporaryFile() as log:
+        sys.stdout.flush(), sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: reports through the pipe, never returns
+            code = 1
+            try:
+                os.close(read)
+                os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+                os.environ.update(env)
+                if "JAX_PLATFORMS" in env:  # read at import: set again, before any backend
+                    jax.config.update("jax_platforms", env["JAX_PLATFORMS"])
+                if "JAX_NUM_CPU_DEVICES" in env:
+                    jax.config.update("jax_num_cpu_devices", int(env["JAX_NUM_CPU_DEVICES"]))
+                payload = json.dumps({"records": run_case(case), "phases": PHASES}, default=str)
+                with os.fdopen(write, "w") as pipe:
+                    pipe.write(payload)
+                code = 0
+            except BaseException:  # reported to the parent through the log
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush(), sys.stderr.flush()
+                os._exit(code)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            payload = pipe.read()  # to EOF before waiting: a large payload cannot block
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if code or not payload:
+            log.seek(0)
+            lines = log.read().decode(errors="replace").strip().splitlines()[-3:]
+            return [], {}, " | ".join(lines) or f"exit code {code}"
+    got = json.loads(payload)
+    return got["records"], {k: round(v, 1) for k, v in got["phases"].items()}, ""
+
+
 def _peers_root(configs_dir: Path) -> Path:
     """The checkout holding benchmarks/peers: jaxrec's own (so a copied configs folder keeps
     its peers), else the folder above `configs_dir`."""
@@ -511,24 +584,21 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
         if benchmark == "machine":
             case["set"] = []
         label = f"{benchmark}/{model}" + (f" {overrides[-2:]}" if config is None else "")
-        case_env = env
+        case_env = {"JAXREC_DATA_DIR": env["JAXREC_DATA_DIR"]} if "JAXREC_DATA_DIR" in env else {}
         if benchmark in _CPU_DEVICES:
-            case_env = {**env, "JAX_PLATFORMS": "cpu",
-                        "JAX_NUM_CPU_DEVICES": str(_CPU_DEVICES[benchmark])}  # fmt: skip
+            case_env |= {
+                "JAX_PLATFORMS": "cpu",
+                "JAX_NUM_CPU_DEVICES": str(_CPU_DEVICES[benchmark]),
+            }
         print(f"bench: {label} ...", flush=True)
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "jaxrec.bench", "--case", json.dumps(case)],
-                              capture_output=True, text=True, env=case_env)  # fmt: skip
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("RECORDS ")]
-        if proc.returncode or not lines:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            skipped.append(f"{label}: failed: {' | '.join(tail)}")
+        got, phases, error = _run_isolated(case, case_env)
+        if error:
+            skipped.append(f"{label}: failed: {error}")
             print(f"bench: {label} failed", flush=True)
             continue
-        records += json.loads(lines[-1].removeprefix("RECORDS "))
-        phases = [json.loads(x.removeprefix("PHASES ")) for x in proc.stdout.splitlines()
-                  if x.startswith("PHASES ")] or [{}]  # fmt: skip
-        phases = ", ".join(f"{k} {v:.0f}" for k, v in phases[-1].items())
+        records += got
+        phases = ", ".join(f"{k} {v:.0f}" for k, v in phases.items())
         print(f"bench: {label} done in {time.perf_counter() - t:.0f} s"
               + (f" ({phases})" if phases else ""), flush=True)  # fmt: skip
     if "recbole" in peers:

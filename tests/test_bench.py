@@ -1,6 +1,9 @@
 """The benchmark harness: records carry what the issue asks, reports render them."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -303,3 +306,35 @@ def test_family_scale_cases_put_each_config_on_synthetic_data():
         _, split = load_split(cfg.data)
         assert split.num_items == (3_000 if model in ("caser", "nextitnet") else 2_000)
         assert split.train.lengths.sum() > 0 and split.test_target.lengths.sum() > 0
+
+
+def test_suite_forks_each_case_from_one_import_and_reports_failures(tmp_path):
+    """The suite's own process (no JAX backend) forks a child per case: the child's JAX
+    settings apply (8 CPU devices for the shard case), a failing case is reported, not fatal."""
+    script = f"""
+import sys
+from pathlib import Path
+from jaxrec import bench
+assert bench._can_fork()
+tiny = {TINY!r}
+bench.SUITES["t"] = {{"calls": 2, "repeats": 1, "warmup": 1, "shards": (1, 8), "cases": [
+    ("embedding-scale", "gru4rec", None, [*tiny, "optim.sparse=true"]),
+    ("embedding-scale", "gru4rec", None, [*tiny, "optim.no_such_knob=1"]),
+    ("embedding-shards", "gru4rec", None, [*tiny, "data.synthetic.num_items=64",
+                                           "optim.sparse=true"])]}}
+bench.run_suite("t", Path(sys.argv[1]), Path("{REPO / "configs"}"))
+assert bench._can_fork()  # the cases ran in children: still no backend here
+"""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "done in" in proc.stdout and "failed" in proc.stdout
+    records = json.loads((tmp_path / "results.json").read_text())
+    scale = [r for r in records if r["benchmark"] == "embedding-scale"]
+    assert scale and scale[0]["context"]["device_count"] == 1  # the suite's own setting
+    shards = {r["params"]["shards"]: r for r in records if r["metric"] == "table_bytes_per_device"}
+    assert set(shards) == {1, 8} and shards[8]["params"]["devices"] == 8
+    assert shards[1]["value"] == 8 * shards[8]["value"]
+    text = (tmp_path / "results.md").read_text()
+    assert "Not measured" in text and "no_such_knob" in text
