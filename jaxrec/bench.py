@@ -3,20 +3,23 @@ memory and scorer latency, measured the same way every time, as JSON records.
 
     jaxrec bench --suite quick --out bench/            # or: python -m benchmarks --suite quick
 
-Method. Each case runs in a fresh subprocess (clean compile caches, its own peak memory).
-It builds the sharded state and the compiled step exactly as `jaxrec train` does; the first
-call is timed apart (compile time, with `block_until_ready`); `warmup` calls follow; then
-`repeats` × `calls` compiled calls, each stopped with `block_until_ready`, the host batches
-prepared beforehand so the clock sees the device step. A suite with `repeat_seconds` runs
-fewer calls per repeat where the warm-up says `calls` of them would last longer (at least
-`min_calls`; the number is in each record's params). A call runs `train.steps_per_call`
-mini-batches; latencies are reported per mini-batch (call time / T). Throughput is the
-median over repeats, with min and max in `spread`. Evaluation throughput: a full-ranking
-pass over every test user, after a warm-up over one chunk of each input shape (it compiles
-them all). Scorer latency: the model exported with `jaxrec export`, loaded with
-`jaxrec.load_scorer`, called `calls` times per batch size after a warm-up call. Peak host
-memory is the process's max RSS; device memory comes from `device.memory_stats()` where the
-backend reports it (GPU/TPU).
+Method. Each case runs in its own process, forked from the suite's (which has imported JAX
+and jaxrec but started no backend: each case initialises and compiles from scratch) or, where
+it cannot fork, a fresh `python -m jaxrec.bench --case`. It builds the sharded state and the
+compiled step exactly as `jaxrec train` does; the first call is timed apart (compile time,
+with `block_until_ready`); `warmup` calls follow; then `repeats` × `calls` compiled calls,
+each stopped with `block_until_ready`, the host batches prepared beforehand so the clock sees
+the device step. A suite with `repeat_seconds` runs fewer calls per repeat where the warm-up
+calls' mean says `calls` of them would take longer (at least `min_calls`; the number is in
+each record's params). A call runs `train.steps_per_call` mini-batches; latencies are
+reported per mini-batch (call time / T). Throughput is the median over repeats, with min and
+max in `spread`. Evaluation throughput: a full-ranking pass over every test user, after a
+warm-up over one chunk of each input shape (it compiles them all). Scorer latency: the model
+exported with `jaxrec export`, loaded with `jaxrec.load_scorer`, called `calls` times per
+batch size after a warm-up call. Peak host memory is the case process's max RSS (a forked
+child counts the library pages it touches, not those it inherited untouched: 50–110 MiB
+less than a fresh process, 2026-12-02); device memory comes from `device.memory_stats()`
+where the backend reports it (GPU/TPU).
 
 Against the machine's limit. The `machine` case measures, in the same suite run, the peak
 float32 matmul rate (n×n, n = 2048 on CPU, 8192 on accelerators; the best of the repeats)
@@ -115,7 +118,7 @@ SUITES = {
     # and 8 shards. Evaluation reads every test user, as RecBole's validation pass does: a
     # 2,048-user sample put the longest histories into one of few chunks, so that GRU4Rec's
     # users/s was 0.6x its whole-set figure (2026-11-29).
-    "quick": {"calls": 5, "repeats": 3, "warmup": 2, "repeat_seconds": 3.0, "min_calls": 2,
+    "quick": {"calls": 5, "repeats": 3, "warmup": 2, "repeat_seconds": 2.0, "min_calls": 2,
               "shards": (1, 8), "cases": _MACHINE + _TRAIN + _scale((10_000, 1_000_000))
               + _serving((10_000,), shard_items=100_000)},
     "full": {"calls": 50, "repeats": 5, "cases": _MACHINE + _TRAIN
@@ -376,7 +379,7 @@ def run_case(case: dict) -> list[dict]:
     # `repeat_seconds` (timeit's autorange, capped) but never under `min_calls`.
     calls = case["calls"]
     if case.get("repeat_seconds") and warm:
-        fit = math.ceil(case["repeat_seconds"] / max(min(warm), 1e-9))
+        fit = math.ceil(case["repeat_seconds"] / max(statistics.mean(warm), 1e-9))
         calls = max(case.get("min_calls", 1), min(calls, fit))
     base_params["calls"] = calls
     T = cfg.train.steps_per_call if run.task.batch_axis == 1 else 1
