@@ -310,6 +310,8 @@ class EvalConfig:
     # a 1,024 x 23,715 score block is 97 MB, fresh pages on every chunk under glibc's default
     # malloc. The ML-1M autoencoder configs (2,810 items) keep 1,024.
     chunk_size: int = 256
+    # Newest history items handed to a model (fewer where it reads fewer: Caser's L,
+    # NextItNet's max_length; `trainer.history_width`).
     max_history: int = 200
     recall_denominator: str = "min"  # min: min(K, |T|) (Mult-VAE); all: |T|
     baselines: tuple[str, ...] = ("popularity", "markov")  # popularity | markov | ease
