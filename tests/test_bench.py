@@ -338,3 +338,17 @@ assert bench._can_fork()  # the cases ran in children: still no backend here
     assert shards[1]["value"] == 8 * shards[8]["value"]
     text = (tmp_path / "results.md").read_text()
     assert "Not measured" in text and "no_such_knob" in text
+
+
+def test_a_process_with_a_backend_starts_a_fresh_one_per_case():
+    """Where JAX already runs (this test process), forking would copy its threads: the case
+    runs in `python -m jaxrec.bench --case` instead, with the same records and phases."""
+    import jax
+
+    jax.devices()  # this process's backend is up
+    assert not bench._can_fork()
+    got, phases, error = bench._run_isolated({"benchmark": "machine", "repeats": 1}, {})
+    assert error == "" and phases == {}
+    assert {r["metric"] for r in got} == {"machine_matmul_flops", "machine_memory_bandwidth"}
+    got, _, error = bench._run_isolated({"benchmark": "nonsense", "config": None, "set": []}, {})
+    assert got == [] and error  # the failure's last lines, not an exception here
