@@ -169,22 +169,9 @@ def context(cfg_dict: dict | None = None) -> dict:
     }
 
 
-# Where this process's case spent its wall time (seconds by phase), printed by `--case`
-# beside its records so that the suite's log shows what a case costs.
+# Where this process's case spent its wall time (seconds by phase), reported beside its
+# records so that the suite's log shows what a case costs.
 PHASES: dict[str, float] = {}
-
-
-class _phase:
-    """`with _phase("eval"):` adds the block's wall time to PHASES["eval"]."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc):
-        PHASES[self.name] = PHASES.get(self.name, 0.0) + time.perf_counter() - self.start
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -306,8 +293,9 @@ def run_case(case: dict) -> list[dict]:
     cfg = load_config(case["config"], case["set"])
     host_memory.apply_setting(cfg.train.host_malloc)  # before this case's first computation
     serving = {"scorer": scorer_case, "embedding-shards": shard_memory_case}.get(case["benchmark"])
-    with _phase("prepare"):
-        run = None if serving else trainer.prepare(cfg)
+    t = time.perf_counter()
+    run = None if serving else trainer.prepare(cfg)
+    PHASES["prepare"] = time.perf_counter() - t
     ctx = context(to_dict(cfg))
     num_items = cfg.data.synthetic.num_items if run is None else run.split.num_items
     base_params = {"batch_size": cfg.train.batch_size, "steps_per_call": cfg.train.steps_per_call,
