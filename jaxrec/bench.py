@@ -295,7 +295,8 @@ def run_case(case: dict) -> list[dict]:
     serving = {"scorer": scorer_case, "embedding-shards": shard_memory_case}.get(case["benchmark"])
     t = time.perf_counter()
     run = None if serving else trainer.prepare(cfg)
-    PHASES["prepare"] = time.perf_counter() - t
+    if run is not None:
+        PHASES["prepare"] = time.perf_counter() - t
     ctx = context(to_dict(cfg))
     num_items = cfg.data.synthetic.num_items if run is None else run.split.num_items
     base_params = {"batch_size": cfg.train.batch_size, "steps_per_call": cfg.train.steps_per_call,
@@ -459,10 +460,15 @@ def _eval_and_scorer(run, params, add, case, np) -> None:
     PHASES["scorer"] = time.perf_counter() - t_scorer
 
 
+def _report(case: dict) -> str:
+    """What a case process hands back: JSON {records, phases (seconds by phase)}."""
+    records = run_case(case)
+    phases = {k: round(v, 1) for k, v in PHASES.items()}
+    return json.dumps({"records": records, "phases": phases}, default=str)
+
+
 def _case_main(spec: str) -> None:
-    records = run_case(json.loads(spec))
-    print("PHASES " + json.dumps({k: round(v, 1) for k, v in PHASES.items()}))
-    print("RECORDS " + json.dumps(records, default=str))
+    print("REPORT " + _report(json.loads(spec)))
 
 
 def _can_fork() -> bool:
@@ -484,21 +490,22 @@ def _run_isolated(case: dict, env: dict) -> tuple[list, dict, str]:
     child still initialises, compiles and counts its peak memory on its own. Elsewhere a
     fresh `python -m jaxrec.bench --case`. `env`: variables the case sets before JAX starts.
     """
-    import jax  # also what every case imports, loaded before the first fork
+    if not _can_fork():
+        proc = subprocess.run([sys.executable, "-m", "jaxrec.bench", "--case", json.dumps(case)],
+                              capture_output=True, text=True, env={**os.environ, **env})  # fmt: skip
+        out = [x.removeprefix("REPORT ") for x in proc.stdout.splitlines()
+               if x.startswith("REPORT ")]  # fmt: skip
+        if proc.returncode or not out:
+            return [], {}, " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        got = json.loads(out[-1])
+        return got["records"], got["phases"], ""
+    import jax  # what every case imports, loaded once before the first fork
 
     import jaxrec.bench_serving
     import jaxrec.export
     import jaxrec.scorer
     import jaxrec.trainer  # noqa: F401
 
-    if not _can_fork():
-        proc = subprocess.run([sys.executable, "-m", "jaxrec.bench", "--case", json.dumps(case)],
-                              capture_output=True, text=True, env={**os.environ, **env})  # fmt: skip
-        out = {x.split(" ", 1)[0]: x.split(" ", 1)[1] for x in proc.stdout.splitlines()
-               if x.startswith(("RECORDS ", "PHASES "))}  # fmt: skip
-        if proc.returncode or "RECORDS" not in out:
-            return [], {}, " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        return json.loads(out["RECORDS"]), json.loads(out.get("PHASES", "{}")), ""
     read, write = os.pipe()
     with tempfile.TemporaryFile() as log:
         sys.stdout.flush(), sys.stderr.flush()
@@ -513,7 +520,7 @@ def _run_isolated(case: dict, env: dict) -> tuple[list, dict, str]:
                     jax.config.update("jax_platforms", env["JAX_PLATFORMS"])
                 if "JAX_NUM_CPU_DEVICES" in env:
                     jax.config.update("jax_num_cpu_devices", int(env["JAX_NUM_CPU_DEVICES"]))
-                payload = json.dumps({"records": run_case(case), "phases": PHASES}, default=str)
+                payload = _report(case)
                 with os.fdopen(write, "w") as pipe:
                     pipe.write(payload)
                 code = 0
@@ -533,7 +540,7 @@ def _run_isolated(case: dict, env: dict) -> tuple[list, dict, str]:
             lines = log.read().decode(errors="replace").strip().splitlines()[-3:]
             return [], {}, " | ".join(lines) or f"exit code {code}"
     got = json.loads(payload)
-    return got["records"], {k: round(v, 1) for k, v in got["phases"].items()}, ""
+    return got["records"], got["phases"], ""
 
 
 def _peers_root(configs_dir: Path) -> Path:
