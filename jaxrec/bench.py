@@ -17,7 +17,7 @@ max in `spread`. Evaluation throughput: a full-ranking pass over every test user
 warm-up over one chunk of each input shape (it compiles them all). Scorer latency: the model
 exported with `jaxrec export`, loaded with `jaxrec.load_scorer`, called `calls` times per
 batch size after a warm-up call. Peak host memory is the case process's max RSS (a forked
-child counts the library pages it touches, not those it inherited untouched: 50–110 MiB
+child counts the library pages it touches, not those it inherited untouched: 40–120 MiB
 less than a fresh process, 2026-12-02); device memory comes from `device.memory_stats()`
 where the backend reports it (GPU/TPU).
 
