@@ -434,6 +434,9 @@ def _eval_and_scorer(run, params, add, case, np) -> None:
             {"protocol": "full", "users": second[0]["num_users"]})  # fmt: skip
         run_s = first[0]["num_users"] / second[0]["users_per_second"]
         add("eval_compile_time", max(first[0]["seconds"] - run_s, 0.0), "s")
+        flops = _eval_flops(run, params)
+        if flops:
+            add("eval_flops", flops, "FLOP", {"users": second[0]["num_users"]})
     PHASES["eval"] = time.perf_counter() - t
     from jaxrec.export import export_run
     from jaxrec.scorer import load_scorer
@@ -458,6 +461,32 @@ def _eval_and_scorer(run, params, add, case, np) -> None:
             for q in (50, 99):
                 add(f"scorer_latency_p{q}", 1e3 * _percentile(times, q), "ms", {"requests": b})
     PHASES["scorer"] = time.perf_counter() - t_scorer
+
+
+def _eval_flops(run, params) -> float | None:
+    """The scorer's FLOPs over one full-ranking pass of the test users: XLA's cost analysis
+    of `task.score` lowered once per input shape of the pass (`evaluation.input_shapes`),
+    times its chunks. A lower bound: a loop body counts once (GRU4Rec's scan over the
+    history), and the ranking after the scores (compares, not FLOPs) is left out."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrec import evaluation, trainer
+
+    shapes = evaluation.input_shapes(run.split, "test", chunk_size=run.cfg.eval.chunk_size,
+                                     max_history=trainer.history_width(run))  # fmt: skip
+    score, total = jax.jit(run.task.score), 0.0
+    with jax.set_mesh(run.mesh):
+        for (b, width), chunks in shapes.items():
+            b += -b % run.mesh.shape["data"]  # trainer.score_fn pads to the data axis
+            args = (jax.ShapeDtypeStruct((b,), jnp.int32),
+                    jax.ShapeDtypeStruct((b, width), jnp.int32),
+                    jax.ShapeDtypeStruct((b, width), jnp.bool_))  # fmt: skip
+            flops, _ = _step_cost(score.lower(params, *args), 1)
+            if flops is None:
+                return None
+            total += chunks * flops
+    return total
 
 
 def _report(case: dict) -> str:

@@ -142,23 +142,55 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
 
 
 def side_by_side(records: list[dict]) -> list[str]:
-    """Markdown lines: jaxrec vs each peer, epoch time and evaluation throughput, with ratios."""
+    """Markdown lines: jaxrec vs each peer, epoch time and evaluation throughput, with ratios
+    and, where the run measured the machine's matmul rate, each ratio's ceiling (`_ceilings`)."""
     peers = [r for r in records if r["system"] != "jaxrec" and r["benchmark"] == "train"]
     if not peers:
         return []
-    value = {(r["system"], r["model"], r["metric"]): r["value"] for r in records
+    value = {(r["system"], r["model"], r["metric"]): r for r in records
              if r["benchmark"] == "train"}  # fmt: skip
+    peak = next((r["value"] for r in records if r["metric"] == "machine_matmul_flops"), None)
     out = ["", "Side by side (same machine, same run). Epoch time: each side's examples per "
-           "epoch ÷ its median training throughput; speed-up = peer ÷ jaxrec:", "",
-           "| model | peer | jaxrec epoch s | peer epoch s | speed-up | jaxrec eval users/s | "
-           "peer eval users/s | ratio |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+           "epoch ÷ its median training throughput; speed-up = peer ÷ jaxrec. Ceiling: the "
+           "ratio if jaxrec ran the FLOPs it does (XLA's cost analysis of its train step, or "
+           "of its scorer over the evaluation pass) at this run's matmul rate, the machine's "
+           "limit for this implementation. It is an upper bound: loop bodies count once and "
+           "the ranking's compares not at all. A ratio's goal above its ceiling needs "
+           "fewer FLOPs than the peer's algorithm does, not a faster program:", "",
+           "| model | peer | jaxrec epoch s | peer epoch s | speed-up | ceiling | "
+           "jaxrec eval users/s | peer eval users/s | ratio | ceiling |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for system, model in sorted({(r["system"], r["model"]) for r in peers}):
+        v = {(s, m): r["value"] for (s, name, m), r in value.items() if name == model}
+        f = value.get(("jaxrec", model, "eval_flops"))
+        if f:  # per user, as the throughputs
+            v[("jaxrec", "eval_flops_per_user")] = f["value"] / f["params"]["users"]
+        train, evaluation = _ceilings(v, system, peak)
         cells = [model, system]
-        j, p = value.get(("jaxrec", model, "epoch_time")), value.get((system, model, "epoch_time"))
+        j, p = v.get(("jaxrec", "epoch_time")), v.get((system, "epoch_time"))
         cells += ["" if j is None else f"{j:,.1f}", "" if p is None else f"{p:,.1f}",
-                  f"{p / j:.1f}×" if j and p else ""]  # fmt: skip
-        j, p = (value.get((s, model, "eval_throughput")) for s in ("jaxrec", system))
+                  f"{p / j:.1f}×" if j and p else "", train]  # fmt: skip
+        j, p = v.get(("jaxrec", "eval_throughput")), v.get((system, "eval_throughput"))
         cells += ["" if j is None else f"{j:,.0f}", "" if p is None else f"{p:,.0f}",
-                  f"{j / p:.1f}×" if j and p else ""]  # fmt: skip
+                  f"{j / p:.1f}×" if j and p else "", evaluation]  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def _ceilings(v: dict, peer: str, peak: float | None) -> tuple[str, str]:
+    """(training, evaluation) ceiling cells for one model; v: {(system, metric): value}.
+
+    Training: speed-up × peak ÷ jaxrec's achieved FLOP/s, i.e. the peer's epoch time over
+    the time jaxrec's counted FLOPs per epoch take at the peak. Evaluation: the peer's
+    seconds per user over the time jaxrec's scorer FLOPs per user take at the peak."""
+    if not peak:
+        return "", ""
+    train = evaluation = ""
+    j, p = v.get(("jaxrec", "epoch_time")), v.get((peer, "epoch_time"))
+    f = v.get(("jaxrec", "achieved_flops"))
+    if j and p and f:
+        train = f"{p / j * peak / f:,.1f}×"
+    p, f = v.get((peer, "eval_throughput")), v.get(("jaxrec", "eval_flops_per_user"))
+    if p and f:
+        evaluation = f"{peak / (p * f):,.1f}×"
+    return train, evaluation

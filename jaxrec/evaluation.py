@@ -80,12 +80,42 @@ def _chunks(users: np.ndarray, chunk_size: int):
         yield padded, valid
 
 
+def _width(inputs, chunk: np.ndarray, max_history: int) -> int:
+    """The chunk's history width: its longest input row rounded up to a power of two (at
+    least `MIN_HISTORY_WIDTH`: few shapes to compile), at most `max_history`."""
+    return min(max_history, _bucket(int(inputs.lengths[chunk].max()), MIN_HISTORY_WIDTH))
+
+
 def _histories(inputs, chunk: np.ndarray, max_history: int):
-    """The chunk's input rows, left-padded only as wide as its longest one (rounded up to a
-    power of two, at least `MIN_HISTORY_WIDTH`: few shapes to compile) and at most
-    `max_history`."""
-    width = min(max_history, _bucket(int(inputs.lengths[chunk].max()), MIN_HISTORY_WIDTH))
-    return inputs.padded(chunk, width)
+    """The chunk's input rows, left-padded to `_width`."""
+    return inputs.padded(chunk, _width(inputs, chunk, max_history))
+
+
+def _ordered_users(split: Split, stage: str, users: np.ndarray | None) -> np.ndarray:
+    """`split.eval_users(stage)` (or those of `users` among them), by input-row length:
+    chunks of users with similar history lengths let a scorer trim its padding (sums do not
+    depend on the order)."""
+    all_users = split.eval_users(stage)
+    users = all_users if users is None else np.intersect1d(all_users, np.asarray(users))
+    return users[np.argsort(split.stage(stage)[0].lengths[users], kind="stable")]
+
+
+def input_shapes(
+    split: Split,
+    stage: str,
+    *,
+    chunk_size: int = 1024,
+    max_history: int = 200,
+    users: np.ndarray | None = None,
+) -> dict[tuple[int, int], int]:
+    """{(B, L): chunks}: the history shapes `evaluate` hands `score_fn` over one pass with
+    these settings, and how often (e.g. to count a pass's FLOPs from one lowering per shape)."""
+    inputs, users = split.stage(stage)[0], _ordered_users(split, stage, users)
+    counts: dict[tuple[int, int], int] = {}
+    for chunk, _ in _chunks(users, chunk_size) if len(users) else ():
+        shape = (len(chunk), _width(inputs, chunk, max_history))
+        counts[shape] = counts.get(shape, 0) + 1
+    return counts
 
 
 def _excluded(scores: jax.Array, seen_ids: jax.Array, seen_mask: jax.Array, k: int):
@@ -210,11 +240,7 @@ def evaluate(
     start = time.perf_counter()
     inputs, targets = split.stage(stage)
     seen = split.seen(stage)
-    all_users = split.eval_users(stage)
-    users = all_users if users is None else np.intersect1d(all_users, np.asarray(users))
-    # Chunks of users with similar history lengths let a scorer trim its padding
-    # (sums do not depend on the order).
-    users = users[np.argsort(split.stage(stage)[0].lengths[users], kind="stable")]
+    users = _ordered_users(split, stage, users)
     if len(users) == 0:
         raise DataError(f"no user has a target at stage {stage!r}: nothing to evaluate")
     tgt_len = _bucket(int(targets.lengths[users].max()))

@@ -53,6 +53,15 @@ def test_records_have_every_field_and_metric(records):
     assert by["step_time_p50"]["value"] <= by["step_time_p99"]["value"]
     assert by["train_steps"]["params"]["calls"] == 2  # min_calls
     assert by["eval_throughput"]["params"]["users"] > 0 and by["eval_compile_time"]["value"] >= 0
+    # The scorer's FLOPs over the pass hold at least the [H] · [H, I] product of every scored
+    # row (chunks padded to 8 devices), at most a few times that (one GRU step: the scan
+    # body counts once; the bias and the elementwise gates).
+    users = by["eval_flops"]["params"]["users"]
+    assert users == by["eval_throughput"]["params"]["users"]
+    assert users < 256  # one chunk (eval.chunk_size), its rows padded to the 8 devices
+    rows = users + (-users % 8)
+    product = rows * 2 * 16 * 60
+    assert product <= by["eval_flops"]["value"] <= 3 * product
     assert {r["params"]["requests"] for r in records if r["metric"] == "scorer_latency_p50"} == {
         1,
         64,
@@ -212,8 +221,16 @@ def test_peer_records_and_side_by_side_ratios():
             {**by["eval_throughput"], "system": "jaxrec", "value": 5000.0}]  # fmt: skip
     lines = side_by_side(ours + peer)
     row = next(x for x in lines if x.startswith("| multvae"))
-    assert "| 0.2 | 1.0 | 4.0× | 5,000 | 200 | 25.0× |" in row
+    assert "| 0.2 | 1.0 | 4.0× |  | 5,000 | 200 | 25.0× |  |" in row  # no machine: no ceiling
     assert "4.0×" in table(ours + peer)  # the report carries the side-by-side table
+    # Ceilings: a 1e11 FLOP/s machine; the step at 5e10 FLOP/s: 4× now, 8× at the peak. The
+    # scorer does 1e9 FLOPs over 1,000 users: 1e-5 s a user at the peak, against the peer's
+    # 1/200 s: 500×.
+    machine = {**ours[0], "benchmark": "machine", "metric": "machine_matmul_flops", "value": 1e11}
+    ours += [{**ours[0], "metric": "achieved_flops", "value": 5e10},
+             {**ours[0], "metric": "eval_flops", "value": 1e9, "params": {"users": 1000}}]  # fmt: skip
+    row = next(x for x in side_by_side([machine, *ours, *peer]) if x.startswith("| multvae"))
+    assert "| 0.2 | 1.0 | 4.0× | 8.0× | 5,000 | 200 | 25.0× | 500.0× |" in row
 
 
 def test_sequential_peer_epoch_time_is_extrapolated_from_its_first_batches():

@@ -271,3 +271,29 @@ def test_one_chunk_per_shape_runs_every_shape_of_the_whole_pass_once(monkeypatch
     assert len(whole) == 11 and len(warm) == len(shapes) < len(whole)
     assert {c[:3] for c in warm} == shapes
     assert n_warm == sum(c[3] for c in warm) < n_whole == sum(c[3] for c in whole) == 21
+
+
+def test_input_shapes_counts_the_history_shapes_a_pass_hands_the_scorer():
+    split = _split()
+    _, table_fn = _table_scorer()
+    seen = []
+
+    def score_fn(users, hist_ids, hist_mask):
+        seen.append(hist_ids.shape)
+        return table_fn(users, hist_ids, hist_mask)
+
+    for chunk_size, max_history in ((2, 16), (4, 8), (1024, 200)):
+        seen.clear()
+        evaluate(score_fn, split, "test", ks=(5,), chunk_size=chunk_size, max_history=max_history)
+        counts = {s: seen.count(s) for s in set(seen)}
+        assert (
+            evaluation.input_shapes(split, "test", chunk_size=chunk_size, max_history=max_history)
+            == counts
+        )
+    # Input rows of the 21 users, sorted: 2 5 | 6 7 | 7 7 | 8 9 | 11 11 | ... | 23: the first
+    # three chunks are at most 7 long (width 8), the other eight need 16 (the cap).
+    assert evaluation.input_shapes(split, "test", chunk_size=2, max_history=16) == {
+        (2, 8): 3,
+        (2, 16): 8,
+    }
+    assert evaluation.input_shapes(split, "test", users=np.array([], np.int32)) == {}
