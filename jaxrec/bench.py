@@ -581,8 +581,9 @@ def _peers_root(configs_dir: Path) -> Path:
 
 def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None = None,
               peers: list[str] = ()) -> list:  # fmt: skip
-    """Run every case of `suite` in a subprocess, then each peer in `peers` (`recbole`: see
-    `jaxrec.bench_peers`); write results.json, results.md, plots."""
+    """Run every case of `suite` in its own process, each train case followed by its model's
+    run in each peer of `peers` (`recbole`: see `jaxrec.bench_peers`); write results.json,
+    results.md, plots."""
     if suite not in SUITES:
         raise SystemExit(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
     spec = SUITES[suite]
@@ -628,18 +629,20 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
         phases = ", ".join(f"{k} {v:.0f}" for k, v in phases.items())
         print(f"bench: {label} done in {time.perf_counter() - t:.0f} s"
               + (f" ({phases})" if phases else ""), flush=True)  # fmt: skip
-    if "recbole" in peers:
-        from jaxrec.bench_peers import peer_sizes, recbole_records
-        from jaxrec.config import load_config
+        if "recbole" in peers and benchmark == "train":
+            # Right after jaxrec's case: the ratio compares two runs minutes apart, not a
+            # quarter of an hour (this shared VM's speed drifts by up to 2x over hours).
+            from jaxrec.bench_peers import peer_sizes, recbole_records
+            from jaxrec.config import load_config
 
-        cases = [(m, f, o) for b, m, f, o in spec["cases"]
-                 if b == "train" and (not only or m in only)]  # fmt: skip
-        sizes = {m: peer_sizes(m, load_config(configs_dir / f, o)) for m, f, o in cases
-                 if f and (configs_dir / f).is_file()}  # fmt: skip
-        data_dir = Path(env["JAXREC_DATA_DIR"]) if "JAXREC_DATA_DIR" in env else None
-        got, why = recbole_records([m for m, _, _ in cases], _peers_root(configs_dir), data_dir,
-                                   spec.get("peer_epochs", 2), context(), sizes)  # fmt: skip
-        records, skipped = records + got, skipped + why
+            data_dir = Path(env["JAXREC_DATA_DIR"]) if "JAXREC_DATA_DIR" in env else None
+            ctx = {**got[0]["context"], "load_avg_1min": os.getloadavg()[0], "config": None}
+            got, why = recbole_records(
+                [model], _peers_root(configs_dir), data_dir, spec.get("peer_epochs", 2), ctx,
+                {model: peer_sizes(model, load_config(path, overrides))},
+            )  # fmt: skip
+            records += got
+            skipped += [w for w in why if w not in skipped]  # a missing venv: said once
     (out / "results.json").write_text(json.dumps(records, indent=2))
     from jaxrec.bench_report import plots, table
 

@@ -369,3 +369,39 @@ def test_a_process_with_a_backend_starts_a_fresh_one_per_case():
     assert {r["metric"] for r in got} == {"machine_matmul_flops", "machine_memory_bandwidth"}
     got, _, error = bench._run_isolated({"benchmark": "nonsense", "config": None, "set": []}, {})
     assert got == [] and error  # the failure's last lines, not an exception here
+
+
+def test_each_peer_runs_right_after_its_models_case(tmp_path, monkeypatch):
+    """`--peers recbole`: a train case is followed at once by its peer run (a ratio of two
+    runs minutes apart), with the case's machine context; a missing venv is said once."""
+    from jaxrec import bench_peers
+
+    order = []
+
+    def case(case, env):
+        model = next(s.split("=")[1] for s in case["set"] if s.startswith("model.name="))
+        order.append(("jaxrec", model))
+        ctx = {**bench.context(), "device_kind": "fake"}
+        rec = {"system": "jaxrec", "benchmark": "train", "model": model, "dataset": "d",
+               "metric": "epoch_time", "value": 1.0, "unit": "s", "params": {}, "context": ctx}  # fmt: skip
+        return [rec], {}, ""
+
+    def peer(models, root, data_dir, epochs, context, sizes):
+        order.append(("recbole", *models))
+        if models == ["gru4rec"]:
+            return [], ["recbole: no venv"]
+        assert context["device_kind"] == "fake" and context["config"] is None
+        return [{"system": "recbole", "benchmark": "train", "model": models[0], "dataset": "d",
+                 "metric": "epoch_time", "value": 4.0, "unit": "s", "params": {},
+                 "context": context}], ["recbole: no venv"]  # fmt: skip
+
+    monkeypatch.setattr(bench, "_run_isolated", case)
+    monkeypatch.setattr(bench_peers, "recbole_records", peer)
+    cases = [("train", m, None, [f"model.name={m}", *TINY[:3]]) for m in ("gru4rec", "caser")]
+    monkeypatch.setitem(bench.SUITES, "t", {"calls": 1, "repeats": 1, "cases": cases})
+    records = bench.run_suite("t", tmp_path, REPO / "configs", peers=["recbole"])
+    assert order == [("jaxrec", "gru4rec"), ("recbole", "gru4rec"), ("jaxrec", "caser"),
+                     ("recbole", "caser")]  # fmt: skip
+    assert [r["system"] for r in records] == ["jaxrec", "jaxrec", "recbole"]
+    text = (tmp_path / "results.md").read_text()
+    assert text.count("recbole: no venv") == 1 and "| caser | recbole | 1.0 | 4.0 | 4.0× |" in text
