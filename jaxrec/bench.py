@@ -28,7 +28,13 @@ Each train case reads XLA's cost analysis of its compiled step (FLOPs and bytes 
 per call) and divides by the median call time: `achieved_flops`, `achieved_bandwidth`;
 the report shows them as fractions of the machine's figures. XLA counts a loop body once,
 so the scanned `steps_per_call` is multiplied back in; loops inside a step (the GANs'
-inner G/D updates) are counted once, which makes their fractions lower bounds.
+inner G/D updates) are counted once, which makes their fractions lower bounds. The
+evaluation pass's scorer FLOPs (`eval_flops`: the score function lowered once per input
+shape of the pass) give, with the peak, each side-by-side ratio's ceiling: the ratio to the
+peer if jaxrec ran its counted FLOPs at the machine's matmul rate.
+
+Peers (`--peers recbole`) run right after jaxrec's case of the same model, so that each
+ratio compares two runs minutes apart on this kind of shared machine.
 
 Records (`DIR/results.json`): {system, benchmark, model, dataset, metric, value, unit,
 params, context}; `DIR/results.md` is the table; `DIR/*.png` the plots (with matplotlib).
