@@ -266,3 +266,24 @@ def test_cdae_negative_sampling_draws_unobserved_items_at_the_ratio():
     np.testing.assert_allclose(drawn, [20, 80, 50], rtol=0.03)
     per_item = w[:, 0, 10:].mean(0)  # uniform over the unobserved items: 20 / 190 each
     assert per_item.std() < 0.025 and per_item.min() > 0.04  # binomial sd over 400: 0.015
+
+
+def test_cdae_logistic_loss_is_the_papers_cross_entropy_over_the_weighted_items():
+    """Per user: Σ over positives and sampled negatives of −y·log σ(l) − (1−y)·log(1−σ(l)),
+    computed here in float64 from the same logits and draws (also at logits of ±60, where a
+    naive log σ underflows)."""
+    _, _, task, state, batches = _setup("cdae")
+    c = task.train_step.keywords["c"]
+    x = autoencoder.multi_hot(batches[0]["ids"], batches[0]["mask"], c.model.num_items)
+    keys = tuple(jax.random.split(jax.random.key(4), 3))
+    params = jax.tree.map(lambda v: v, state.params)
+    params["dec"]["bias"] = params["dec"]["bias"].at[:2].set(jnp.array([60.0, -60.0]))
+    got, _ = autoencoder._per_row_loss(params, batches[0], x, keys, c, 0.0)
+    logits, _ = c.model.apply({"params": params}, x, batches[0]["users"], train=True,
+                              rngs={"dropout": keys[0]})  # fmt: skip
+    weight = x + autoencoder._negative_weights(keys[2], x, c.negatives)
+    l, y = np.asarray(logits, np.float64), np.asarray(x, np.float64)
+    log_p, log_not_p = -np.logaddexp(0, -l), -np.logaddexp(0, l)  # log σ(l), log(1 − σ(l))
+    want = (np.asarray(weight) * (-y * log_p - (1 - y) * log_not_p)).sum(-1)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert np.isfinite(np.asarray(got)).all() and (np.asarray(weight) > 0).sum() > x.sum()

@@ -1,7 +1,9 @@
-"""Inverted dropout from 16 random bits per element (NextItNet, Caser).
+"""Dropout whose random bits come from `jaxrec.threefry` (the same bits, faster on CPU).
 
-Flax's `nn.Dropout` draws a float32 uniform per element; on the 2-core CPU those random
-bits were a large share of the CNN steps (figures in `dropout_scales` and the README).
+`Dropout` is Flax's `nn.Dropout` to the bit (same rng stream, same mask); `dropout_scales`
+draws 16 random bits per element instead of a float32 uniform (NextItNet, Caser): on the
+2-core CPU the random bits were a large share of those steps (figures below and in the
+README).
 """
 
 from __future__ import annotations
@@ -10,6 +12,29 @@ import math
 
 import jax
 import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxrec import threefry
+
+
+class Dropout(nn.Module):
+    """`nn.Dropout(rate)` without `broadcast_dims`: the same mask for the same rng (its
+    `make_rng('dropout')` folds in this module's path, so keep the attribute name of the
+    `nn.Dropout` it replaces), drawn through `threefry.bernoulli`."""
+
+    rate: float
+    deterministic: bool | None = None
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, deterministic: bool | None = None) -> jax.Array:
+        deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
+        if self.rate == 0.0 or deterministic:
+            return inputs
+        if self.rate == 1.0:
+            return jnp.zeros_like(inputs)
+        keep = 1.0 - self.rate
+        mask = threefry.bernoulli(self.make_rng("dropout"), keep, inputs.shape)
+        return jax.lax.select(mask, inputs / keep, jnp.zeros_like(inputs))
 
 
 def dropout_scales(key: jax.Array, shape: tuple[int, ...], rate: float) -> jax.Array:
