@@ -141,15 +141,52 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
     return out
 
 
+def comparisons(records: list[dict]) -> list[dict]:
+    """Per (model, peer) of the train records: {model, peer, jaxrec_epoch, peer_epoch,
+    speedup, speedup_ceiling, jaxrec_eval, peer_eval, eval_ratio, eval_ceiling}; a value
+    the run did not measure is None.
+
+    speed-up = peer epoch time ÷ jaxrec's; ceilings need the machine's matmul rate (the
+    `machine` case): training, speed-up × peak ÷ jaxrec's achieved FLOP/s (the peer's epoch
+    time over the time jaxrec's counted FLOPs per epoch take at the peak); evaluation, the
+    peer's seconds per user over the time jaxrec's scorer FLOPs per user take at the peak."""
+    train = [r for r in records if r["benchmark"] == "train"]
+    value = {(r["system"], r["model"], r["metric"]): r for r in train}
+    peak = next((r["value"] for r in records if r["metric"] == "machine_matmul_flops"), None)
+    out = []
+    for peer, model in sorted(
+        {(r["system"], r["model"]) for r in train if r["system"] != "jaxrec"}
+    ):
+
+        def get(system, metric, model=model):
+            r = value.get((system, model, metric))
+            return None if r is None else r["value"]
+
+        j, p, f = (
+            get("jaxrec", "epoch_time"),
+            get(peer, "epoch_time"),
+            get("jaxrec", "achieved_flops"),
+        )
+        speedup = p / j if j and p else None
+        je, pe = get("jaxrec", "eval_throughput"), get(peer, "eval_throughput")
+        flops = value.get(("jaxrec", model, "eval_flops"))
+        per_user = flops["value"] / flops["params"]["users"] if flops else None
+        out.append({
+            "model": model, "peer": peer, "jaxrec_epoch": j, "peer_epoch": p,
+            "speedup": speedup,
+            "speedup_ceiling": speedup * peak / f if speedup and peak and f else None,
+            "jaxrec_eval": je, "peer_eval": pe, "eval_ratio": je / pe if je and pe else None,
+            "eval_ceiling": peak / (pe * per_user) if peak and pe and per_user else None,
+        })  # fmt: skip
+    return out
+
+
 def side_by_side(records: list[dict]) -> list[str]:
     """Markdown lines: jaxrec vs each peer, epoch time and evaluation throughput, with ratios
-    and, where the run measured the machine's matmul rate, each ratio's ceiling (`_ceilings`)."""
-    peers = [r for r in records if r["system"] != "jaxrec" and r["benchmark"] == "train"]
-    if not peers:
+    and, where the run measured the machine's matmul rate, each ratio's ceiling."""
+    rows = comparisons(records)
+    if not rows:
         return []
-    value = {(r["system"], r["model"], r["metric"]): r for r in records
-             if r["benchmark"] == "train"}  # fmt: skip
-    peak = next((r["value"] for r in records if r["metric"] == "machine_matmul_flops"), None)
     out = ["", "Side by side (same machine, same run). Epoch time: each side's examples per "
            "epoch ÷ its median training throughput; speed-up = peer ÷ jaxrec. Ceiling: the "
            "ratio if jaxrec ran the FLOPs it does (XLA's cost analysis of its train step, or "
@@ -160,37 +197,15 @@ def side_by_side(records: list[dict]) -> list[str]:
            "| model | peer | jaxrec epoch s | peer epoch s | speed-up | ceiling | "
            "jaxrec eval users/s | peer eval users/s | ratio | ceiling |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for system, model in sorted({(r["system"], r["model"]) for r in peers}):
-        v = {(s, m): r["value"] for (s, name, m), r in value.items() if name == model}
-        f = value.get(("jaxrec", model, "eval_flops"))
-        if f:  # per user, as the throughputs
-            v[("jaxrec", "eval_flops_per_user")] = f["value"] / f["params"]["users"]
-        train, evaluation = _ceilings(v, system, peak)
-        cells = [model, system]
-        j, p = v.get(("jaxrec", "epoch_time")), v.get((system, "epoch_time"))
-        cells += ["" if j is None else f"{j:,.1f}", "" if p is None else f"{p:,.1f}",
-                  f"{p / j:.1f}×" if j and p else "", train]  # fmt: skip
-        j, p = v.get(("jaxrec", "eval_throughput")), v.get((system, "eval_throughput"))
-        cells += ["" if j is None else f"{j:,.0f}", "" if p is None else f"{p:,.0f}",
-                  f"{j / p:.1f}×" if j and p else "", evaluation]  # fmt: skip
+
+    def cell(x, fmt):
+        return "" if x is None else fmt.format(x)
+
+    for r in rows:
+        cells = [r["model"], r["peer"], cell(r["jaxrec_epoch"], "{:,.1f}"),
+                 cell(r["peer_epoch"], "{:,.1f}"), cell(r["speedup"], "{:.1f}×"),
+                 cell(r["speedup_ceiling"], "{:,.1f}×"), cell(r["jaxrec_eval"], "{:,.0f}"),
+                 cell(r["peer_eval"], "{:,.0f}"), cell(r["eval_ratio"], "{:.1f}×"),
+                 cell(r["eval_ceiling"], "{:,.1f}×")]  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
     return out
-
-
-def _ceilings(v: dict, peer: str, peak: float | None) -> tuple[str, str]:
-    """(training, evaluation) ceiling cells for one model; v: {(system, metric): value}.
-
-    Training: speed-up × peak ÷ jaxrec's achieved FLOP/s, i.e. the peer's epoch time over
-    the time jaxrec's counted FLOPs per epoch take at the peak. Evaluation: the peer's
-    seconds per user over the time jaxrec's scorer FLOPs per user take at the peak."""
-    if not peak:
-        return "", ""
-    train = evaluation = ""
-    j, p = v.get(("jaxrec", "epoch_time")), v.get((peer, "epoch_time"))
-    f = v.get(("jaxrec", "achieved_flops"))
-    if j and p and f:
-        train = f"{p / j * peak / f:,.1f}×"
-    p, f = v.get((peer, "eval_throughput")), v.get(("jaxrec", "eval_flops_per_user"))
-    if p and f:
-        evaluation = f"{peak / (p * f):,.1f}×"
-    return train, evaluation

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from jaxrec.bench_peers import side_by_side
+from jaxrec.bench_peers import comparisons, side_by_side
 
 _TRAIN_COLUMNS = (
     ("compile_time", "compile s", "{:.1f}"),
@@ -166,6 +166,15 @@ def _utilisation(records: list[dict]) -> list[str]:
     return out
 
 
+def throughput_bars(records: list[dict]) -> list[dict]:
+    """The train_throughput records the throughput plot draws: jaxrec's only. A peer counts
+    other examples (RecBole's sequential models one prefix each), so its examples/s on the
+    same axis would mislead (an earlier plot drew RecBole's bar over jaxrec's); the peer
+    ratio plot compares the two."""
+    return [r for r in records if r["benchmark"] == "train" and r["metric"] == "train_throughput"
+            and r["system"] == "jaxrec"]  # fmt: skip
+
+
 def plots(records: list[dict], out: Path) -> list[Path]:
     """PNG plots: training throughput per model, and step time against catalogue size."""
     try:
@@ -176,7 +185,7 @@ def plots(records: list[dict], out: Path) -> list[Path]:
     except ImportError:
         return []  # plots are optional (pip install 'jaxrec[bench]')
     written = []
-    train = [r for r in records if r["benchmark"] == "train" and r["metric"] == "train_throughput"]
+    train = throughput_bars(records)
     if train:
         # Horizontal bars: "model · data folder" labels stay readable for any number of cases.
         fig, ax = plt.subplots(figsize=(7, 0.45 * len(train) + 1.2))
@@ -191,6 +200,9 @@ def plots(records: list[dict], out: Path) -> list[Path]:
         written.append(out / "train_throughput.png")
         fig.savefig(written[-1], dpi=120)
         plt.close(fig)
+    rows = comparisons(records)
+    if rows:
+        written.append(_ratio_plot(plt, rows, out / "peer_ratios.png"))
     scale = [r for r in records
              if r["benchmark"] == "embedding-scale" and r["metric"] == "step_time_p50"]  # fmt: skip
     if scale:
@@ -211,3 +223,32 @@ def plots(records: list[dict], out: Path) -> list[Path]:
         fig.savefig(written[-1], dpi=120)
         plt.close(fig)
     return written
+
+
+def _ratio_plot(plt, rows: list[dict], path: Path) -> Path:
+    """Speed-up over each peer (training epoch time, evaluation users/s), log scale, with
+    each ratio's ceiling marked (`bench_peers.comparisons`)."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.7 * len(rows) + 2.0))
+    y = list(range(len(rows)))
+    bars = (("speedup", "speedup_ceiling", "training (epoch time)", "#4c72b0", -0.2),
+            ("eval_ratio", "eval_ceiling", "full-ranking evaluation", "#dd8452", 0.2))  # fmt: skip
+    for key, ceiling, label, color, shift in bars:
+        ys = [i + shift for i in y]
+        drawn = ax.barh(ys, [r[key] or 0 for r in rows], height=0.38, color=color, label=label)
+        ax.bar_label(drawn, labels=["" if r[key] is None else f"{r[key]:.1f}×" for r in rows],
+                     padding=3, fontsize=8)  # fmt: skip
+        marks = [(r[ceiling], i) for r, i in zip(rows, ys, strict=True) if r[ceiling]]
+        if marks:
+            ax.scatter(*zip(*marks, strict=True), marker="|", s=160, color="black", zorder=3)
+    ax.scatter([], [], marker="|", s=160, color="black", label="ceiling (machine's matmul rate)")
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", linewidth=0.8)
+    ax.set_yticks(y, [f"{r['model']} vs {r['peer']}" for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("jaxrec ÷ peer (log scale)")
+    ax.set_title("jaxrec beside its peer, same machine and run")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

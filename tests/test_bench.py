@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jaxrec import bench
-from jaxrec.bench_report import plots, table
+from jaxrec.bench_report import plots, table, throughput_bars
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,9 +75,15 @@ def test_report_table_and_plots(records, tmp_path):
     scale = [dict(r, benchmark="embedding-scale", params={**r["params"], "update": u, "num_items": n})
              for r in records if r["metric"] == "step_time_p50"
              for u in ("sparse", "dense") for n in (10, 100)]  # fmt: skip
+    from jaxrec.bench_peers import to_records
+
+    peer = to_records("gru4rec", _peer_json(), records[0]["context"])  # a RecBole run
+    assert throughput_bars(records + peer) == throughput_bars(records)  # jaxrec's bars only
+    assert [r["system"] for r in throughput_bars(records)] == ["jaxrec"]
     pytest.importorskip("matplotlib", reason="plots need the optional 'bench' extra")
-    written = plots(records + scale, tmp_path)
-    assert {p.name for p in written} == {"train_throughput.png", "scale_step_time.png"}
+    written = plots(records + scale + peer, tmp_path)
+    assert {p.name for p in written} == {"train_throughput.png", "scale_step_time.png",
+                                         "peer_ratios.png"}  # fmt: skip
     assert all(p.stat().st_size > 1000 for p in written)
 
 
