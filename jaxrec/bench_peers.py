@@ -153,22 +153,18 @@ def comparisons(records: list[dict]) -> list[dict]:
     train = [r for r in records if r["benchmark"] == "train"]
     value = {(r["system"], r["model"], r["metric"]): r for r in train}
     peak = next((r["value"] for r in records if r["metric"] == "machine_matmul_flops"), None)
+    pairs = sorted({(r["system"], r["model"]) for r in train if r["system"] != "jaxrec"})
+
+    def get(system, model, metric):
+        r = value.get((system, model, metric))
+        return None if r is None else r["value"]
+
     out = []
-    for peer, model in sorted(
-        {(r["system"], r["model"]) for r in train if r["system"] != "jaxrec"}
-    ):
-
-        def get(system, metric, model=model):
-            r = value.get((system, model, metric))
-            return None if r is None else r["value"]
-
-        j, p, f = (
-            get("jaxrec", "epoch_time"),
-            get(peer, "epoch_time"),
-            get("jaxrec", "achieved_flops"),
-        )
+    for peer, model in pairs:
+        j, p = get("jaxrec", model, "epoch_time"), get(peer, model, "epoch_time")
+        f = get("jaxrec", model, "achieved_flops")
         speedup = p / j if j and p else None
-        je, pe = get("jaxrec", "eval_throughput"), get(peer, "eval_throughput")
+        je, pe = get("jaxrec", model, "eval_throughput"), get(peer, model, "eval_throughput")
         flops = value.get(("jaxrec", model, "eval_flops"))
         per_user = flops["value"] / flops["params"]["users"] if flops else None
         out.append({

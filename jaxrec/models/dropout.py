@@ -1,9 +1,9 @@
-"""Dropout whose random bits come from `jaxrec.threefry` (the same bits, faster on CPU).
+"""Dropout with cheaper random bits on the 2-core CPU, where they were a large share of steps.
 
-`Dropout` is Flax's `nn.Dropout` to the bit (same rng stream, same mask); `dropout_scales`
-draws 16 random bits per element instead of a float32 uniform (NextItNet, Caser): on the
-2-core CPU the random bits were a large share of those steps (figures below and in the
-README).
+`Dropout` is Flax's `nn.Dropout` to the bit (same rng stream, same mask), its bits drawn
+through `jaxrec.threefry` (CDAE; see there where that helps and where it does not);
+`dropout_scales` draws 16 random bits per element instead of a float32 uniform (NextItNet,
+Caser; figures below and in the README).
 """
 
 from __future__ import annotations

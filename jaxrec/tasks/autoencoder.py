@@ -52,7 +52,7 @@ def multi_hot(ids: jax.Array, mask: jax.Array, num_items: int, values=None) -> j
     """Rows of item ids → dense float32 [B, I] on the device, sharded (batch, items).
 
     ids int [B, M], mask bool [B, M]; values float [B, M] (e.g. ratings) or None for 1.
-    A repeated id counts once (max), so x stays binary as vae_cf's input.
+    A repeated id counts once, so x stays binary as vae_cf's input.
     """
     rows = jnp.arange(ids.shape[0])[:, None]
     x = constrain(jnp.zeros((ids.shape[0], num_items), jnp.float32), ("batch", "items"))
