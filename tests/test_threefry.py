@@ -48,6 +48,9 @@ def test_other_generators_fall_back_to_jax_random():
     np.testing.assert_array_equal(threefry.bits(key, (9, 4)), jax.random.bits(key, (9, 4)))
     np.testing.assert_array_equal(threefry.uniform(key, (9, 4)), jax.random.uniform(key, (9, 4)))
     assert not threefry._fast(jax.random.key(0), (2**16, 2**16))  # 2^32 elements: JAX's
+    # ... but a default key takes the written-out path: the equality tests above compare it,
+    # not JAX against itself.
+    assert all(threefry._fast(k, s) for k in KEYS for s in SHAPES)
 
 
 class _Net(nn.Module):
