@@ -60,8 +60,9 @@ def _fast(key: jax.Array, shape: tuple[int, ...]) -> bool:
 
 
 def _flat_index(shape: tuple[int, ...]) -> jax.Array:
-    """uint32 `shape`: each element's row-major index, built per axis (a partitioner splits
-    it with the array instead of building the whole iota on every device)."""
+    """uint32 `shape`: each element's row-major index, built per axis from broadcasted iotas
+    as JAX builds its partitionable counters (elementwise, so a sharded draw can be split
+    with the array; not measured sharded here)."""
     index = jnp.zeros(shape, jnp.uint32)
     stride = 1
     for axis in reversed(range(len(shape))):

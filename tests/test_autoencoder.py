@@ -276,7 +276,7 @@ def test_cdae_logistic_loss_is_the_papers_cross_entropy_over_the_weighted_items(
     c = task.train_step.keywords["c"]
     x = autoencoder.multi_hot(batches[0]["ids"], batches[0]["mask"], c.model.num_items)
     keys = tuple(jax.random.split(jax.random.key(4), 3))
-    params = jax.tree.map(lambda v: v, state.params)
+    params = jax.tree.map(lambda v: v, state.params)  # a copy: the state stays as it was
     params["dec"]["bias"] = params["dec"]["bias"].at[:2].set(jnp.array([60.0, -60.0]))
     got, _ = autoencoder._per_row_loss(params, batches[0], x, keys, c, 0.0)
     logits, _ = c.model.apply({"params": params}, x, batches[0]["users"], train=True,
@@ -287,3 +287,6 @@ def test_cdae_logistic_loss_is_the_papers_cross_entropy_over_the_weighted_items(
     want = (np.asarray(weight) * (-y * log_p - (1 - y) * log_not_p)).sum(-1)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     assert np.isfinite(np.asarray(got)).all() and (np.asarray(weight) > 0).sum() > x.sum()
+    # The ±60 logits count: items 0 and 1 are weighted as positives and as negatives.
+    w, y = np.asarray(weight)[:, :2] > 0, y[:, :2] > 0
+    assert (w & y).any(axis=0).all() and (w & ~y).any(axis=0).all()
