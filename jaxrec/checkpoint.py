@@ -267,20 +267,24 @@ class Checkpointer:
         _, out = self._first_intact(restore_step, step, quarantine=True)
         return out.state, out.best, out.meta
 
-    def restore_meta_and_best(self, best_params, step: int | None = None):
-        """Only the best params and bookkeeping (for `evaluate` / `recommend`); read-only."""
-        best_target = jax.tree.map(ocp.utils.to_shape_dtype_struct, best_params)
+    def restore_tested(self, state):
+        """The parameters the run's test used, read-only → (params, meta, step), from the
+        newest intact step: the best parameters where a validation picked them
+        (meta["best"] set), else the state's own (a run without a validation stage tests
+        its last parameters). `state` is a template (shapes, dtypes, shardings)."""
 
         def restore_step(s):
-            return self.manager.restore(
-                s,
-                args=ocp.args.Composite(
-                    best=ocp.args.StandardRestore(best_target), meta=ocp.args.JsonRestore()
-                ),
-            )
+            meta = self.manager.restore(s, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            name = "state" if meta.meta.get("best") is None else "best"
+            template = state if name == "state" else state.params
+            target = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+            args = {name: ocp.args.StandardRestore(target)}
+            out = self.manager.restore(s, args=ocp.args.Composite(**args))
+            params = out.state.params if name == "state" else out.best
+            return params, meta.meta
 
-        _, out = self._first_intact(restore_step, step, quarantine=False)
-        return out.best, out.meta
+        step, (params, meta) = self._first_intact(restore_step, None, quarantine=False)
+        return params, meta, step
 
     def wait(self) -> None:
         self._join()

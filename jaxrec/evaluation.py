@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrec.data import splits
 from jaxrec.data.splits import Split
 from jaxrec.errors import ConfigError, DataError
 from jaxrec.metrics import (
@@ -342,12 +343,17 @@ def recommend(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k items for `users` from their `stage` input rows → (ids int32 [U, K], scores [U, K]).
 
-    Every item of the user's input row is excluded (for 'test' under leave-one-out that
-    includes the validation item, since test_input holds it). Order as `metrics.top_k`: best
-    first, ties toward the lower item id. When fewer than k items remain, the extra slots hold
-    id -1 and score -inf, never an excluded item.
+    stage 'all': from each user's whole history (`splits.history`: every event, all stages),
+    which is also what is excluded: serving. 'valid' / 'test': the evaluation lists, from
+    the stage's input, excluding what the evaluation excludes (for 'test' under leave-one-out
+    that includes the validation item, since test_input holds it). Order as `metrics.top_k`:
+    best first, ties toward the lower item id. When fewer than k items remain, the extra
+    slots hold id -1 and score -inf, never an excluded item.
     """
-    inputs, seen = split.stage(stage)[0], split.seen(stage)
+    if stage == "all":
+        inputs = seen = splits.history(split)
+    else:
+        inputs, seen = split.stage(stage)[0], split.seen(stage)
     users = np.asarray(users, dtype=np.int32)
     if not 0 < k <= split.num_items:
         raise ConfigError(f"k must be in 1..{split.num_items}, got {k}")

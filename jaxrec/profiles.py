@@ -3,9 +3,9 @@
 `jaxrec embed` writes them with raw ids to one Parquet file for downstream use (retrieval
 indexes, clustering, features for other models): one row per user and per item, columns
 `kind` ('user' | 'item'), `id` (raw id) and `vector` (list<float32>, D values). A user's
-representation is what the model computes from the user's full known history (train, and
-validation under leave-one-out): the final GRU state, the Caser/NextItNet sequence vector,
-the VAE posterior mean, ...
+representation is what the model computes from the user's whole history in the data (every
+event, all stages: `splits.history`, as `jaxrec recommend` serves): the final GRU state, the
+Caser/NextItNet sequence vector, the VAE posterior mean, ...
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxrec.data import splits
 from jaxrec.errors import ConfigError
 
 
@@ -24,7 +25,7 @@ def user_vectors(run, params, *, chunk_size: int = 1024) -> tuple[np.ndarray, np
         raise ConfigError(f"model {run.cfg.model.name!r} defines no user representation")
     from jaxrec import trainer
 
-    history, _ = run.split.stage("test")
+    history = splits.history(run.split)
     users = np.flatnonzero(history.lengths > 0).astype(np.int32)
     fn = jax.jit(run.task.represent)
     out = []

@@ -26,7 +26,8 @@ class MetricWriter:
 
             self._tb = SummaryWriter(str(workdir / "tensorboard"))
 
-    def write(self, step: int, values: dict, kind: str) -> None:
+    def write(self, step: int, values: dict, kind: str, tensorboard_prefix: str | None = None):
+        """One record of `kind`; TensorBoard tags are `<tensorboard_prefix or kind>/<name>`."""
         if not self.enabled:
             return
         scalars = {k: float(v) for k, v in values.items() if isinstance(v, int | float)}
@@ -36,7 +37,7 @@ class MetricWriter:
         if self._tb is not None:
             for name, v in scalars.items():
                 if math.isfinite(v):
-                    self._tb.add_scalar(f"{kind}/{name}", v, step)
+                    self._tb.add_scalar(f"{tensorboard_prefix or kind}/{name}", v, step)
 
     def close(self) -> None:
         if self._file is not None:

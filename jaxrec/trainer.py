@@ -24,10 +24,11 @@ from jaxrec import baselines, evaluation, host_memory, sharding
 from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoint import Checkpointer, crash_point
 from jaxrec.config import Config
-from jaxrec.data.load import load_split
-from jaxrec.errors import ConfigError, JaxrecError
+from jaxrec.data.interactions import describe_remap
+from jaxrec.data.load import load_split_onto, source_files
+from jaxrec.errors import CheckpointError, ConfigError, JaxrecError
 from jaxrec.reporting import MetricWriter, results_table
-from jaxrec.tasks import Task, build_task
+from jaxrec.tasks import FAMILIES, Task, build_task
 from jaxrec.workdir import Preempted, Preemption
 
 LOWER_IS_BETTER = ("rmse", "mae")
@@ -44,12 +45,17 @@ class Run:
     task: Task
     state: object
     shardings: object
+    remap: dict | None = None  # what did not map onto the given vocabularies (prepare(vocab=))
 
 
-def prepare(cfg: Config) -> Run:
-    """Load data, build the mesh and the task, and initialise the sharded state."""
+def prepare(cfg: Config, vocab=None) -> Run:
+    """Load data, build the mesh and the task, and initialise the sharded state.
+
+    vocab: (user raw ids, item raw ids) to look dense ids up in (a workdir's saved
+    vocabularies), instead of numbering them from the data as it is now.
+    """
     host_memory.apply_setting(cfg.train.host_malloc)  # effective if nothing ran before
-    data, split = load_split(cfg.data)
+    data, split, remap = load_split_onto(cfg.data, vocab)
     mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.model)
     sharding.check_divisible(mesh, cfg.train.batch_size)
     task = build_task(cfg, split)
@@ -57,7 +63,7 @@ def prepare(cfg: Config) -> Run:
     abstract = jax.eval_shape(task.init_state, init_key)
     shardings = sharding.logical_shardings(mesh, abstract)
     init = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)), out_shardings=shardings)
-    return Run(cfg, data, split, mesh, task, init(init_key), shardings)
+    return Run(cfg, data, split, mesh, task, init(init_key), shardings, remap)
 
 
 def score_fn(run: Run, params):
@@ -142,11 +148,6 @@ def evaluate_baselines(run: Run, stage: str) -> list[tuple[str, dict]]:
     return rows
 
 
-def check_workdir(workdir: Path, cfg: Config, force: bool) -> None:
-    """A workdir belongs to one config: refuse a different one unless forced."""
-    workdir_lib.check_config(workdir, cfg, force)
-
-
 NONFINITE = ("stop", "skip")
 
 
@@ -190,24 +191,60 @@ def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False)
         )
     # In a multi-process run every process shares the workdir; process 0 owns the lock and
     # config.yaml (the others would be refused by its lock), orbax coordinates checkpoints.
-    lock = workdir_lib.claim(workdir, cfg, force, owner=jax.process_index() == 0)
+    owner = jax.process_index() == 0
+    lock = workdir_lib.claim(workdir, cfg, force, owner=owner)
     try:
-        return _train_locked(cfg, workdir)
+        run = _prepare_in(workdir, cfg, force, owner)
+        return _train_locked(run, workdir)
     finally:
         lock.release()
 
 
-def _train_locked(cfg: Config, workdir: Path) -> dict:
-    run = prepare(cfg)
+def _prepare_in(workdir: Path, cfg: Config, force: bool, owner: bool) -> Run:
+    """`prepare`, in a workdir that may hold a run: resuming maps the data through the saved
+    vocabularies (a changed file must not renumber the ids a checkpoint was trained on) and
+    is refused, unless forced, when the data changed. Only then is the workdir recorded as
+    this run's (config, data identity, vocabularies): a run that fails to load its data
+    leaves the workdir as it was."""
+    say = print if owner else (lambda *a, **k: None)
+    resuming = workdir_lib.has_checkpoints(workdir)
+    vocab = workdir_lib.saved_vocab(workdir) if resuming else None
+    run = prepare(cfg, vocab=vocab)
+    files = source_files(cfg.data)
+    if resuming:
+        changes = workdir_lib.data_changes(workdir, files)
+        if run.remap is not None:
+            changes.append(f"ids: {describe_remap(run.remap)}")
+        if changes and not force:
+            raise CheckpointError(
+                f"{workdir} was trained on other data: {'; '.join(changes)}. Resuming would "
+                "train on different events; restore the data, use another --workdir, or pass "
+                "--force to continue on the new events with the saved ids (unknown users and "
+                "items are skipped)"
+            )
+        for line in changes:
+            say(f"warning: continuing on changed data (--force): {line}")
+    else:
+        say(f"workdir: {workdir.absolute()}")
+    if owner:
+        workdir_lib.record(workdir, cfg, files, run.data)
+    if run.data.timestamps is None and FAMILIES[cfg.model.name] in ("sequential", "cnn"):
+        say(
+            f"WARNING: {run.data.source} has no timestamp column: {cfg.model.name} reads each "
+            "user's events in FILE ORDER. If that order is not chronological the model learns "
+            "from shuffled sequences; map a time column with data.columns.timestamp."
+        )
+    return run
+
+
+def _train_locked(run: Run, workdir: Path) -> dict:
+    cfg = run.cfg
     say = print if jax.process_index() == 0 else (lambda *a, **k: None)
     data = run.data
     say(
         f"data: {data.source}: {data.num_users} users, {data.num_items} items, "
         f"{data.num_events} events; split {run.split.name}; mesh {dict(run.mesh.shape)}"
     )
-    # str arrays (never object dtype): no pickle inside; readers use allow_pickle=False.
-    if jax.process_index() == 0:
-        np.savez(workdir / "vocab.npz", users=data.user_vocab, items=data.item_vocab)
 
     state, task, tcfg = run.state, run.task, cfg.train
     workdir_lib.check_free_space(
@@ -384,7 +421,10 @@ def _train_locked(cfg: Config, workdir: Path) -> dict:
             try:
                 with stop.interruptible():  # the final checkpoint exists: rerunning only tests
                     last = None if select_on == "valid" else (state.params, meta["best_epoch"])
-                    results = report(run, best, writer, say, last)
+                    tested = workdir_lib.describe_params(meta, cfg, int(state.step), True)
+                    say(f"\ntested {tested['text']}; the workdir commands use the same")
+                    results = report(run, best, writer, say, last, step=int(state.step))
+                    results["parameters"] = tested
             except Preempted:
                 say("SIGTERM during the test evaluation; rerun to evaluate again")
                 raise SystemExit(143) from None
@@ -396,8 +436,9 @@ def _train_locked(cfg: Config, workdir: Path) -> dict:
     return results
 
 
-def report(run: Run, params, writer: MetricWriter, say, last=None) -> dict:
+def report(run: Run, params, writer: MetricWriter, say, last=None, step: int = 0) -> dict:
     """Test metrics of `params` beside the baselines, printed as a table and returned.
+    TensorBoard gets them at `step`, one tag per system and protocol.
 
     last: (last parameters, best epoch) when the epoch was picked on the test set: both the
     picked and the last epoch are reported, each row named for what it is.
@@ -412,7 +453,8 @@ def report(run: Run, params, writer: MetricWriter, say, last=None) -> dict:
         rows += [(f"{model} (last epoch)", r) for r in evaluate_params(run, last_params, "test")]
     rows += evaluate_baselines(run, "test")
     for name, r in rows:
-        writer.write(0, {"system": name, **r}, "test")
+        tag = f"final_test/{name}/{r['protocol']}".replace(" ", "_")
+        writer.write(step, {"system": name, **r}, "test", tensorboard_prefix=tag)
     ks = run.cfg.eval.ks[:3]
     # One target per user (leave-one-out): HR/NDCG/MRR; several (held-out sets): Recall/NDCG/P.
     _, targets = run.split.stage("test")

@@ -6,8 +6,10 @@
   kernel drops it when the process ends in any way (SIGKILL and power loss included), so a
   lock never goes stale and a crash never needs manual clean-up; a second `jaxrec train` on
   the same workdir is refused with the holder's pid.
-- config: `<workdir>/config.yaml` records the config the workdir was started with; another
-  config is refused unless forced (`--force`).
+- config: `<workdir>/config.yaml` records the config the workdir was trained with; once a
+  checkpoint exists another config is refused unless forced (`--force`). It is written only
+  when training starts (`record`, after the data loaded), so a run that fails before that
+  leaves nothing that refuses the corrected command.
 - disk: a probe file is written, fsynced and removed, so an unwritable or full disk is
   reported before compilation, not at the first checkpoint; `check_free_space` compares
   the free space with the size of the checkpoints the run will keep.
@@ -18,7 +20,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -26,10 +31,12 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from jaxrec.config import Config, to_dict
-from jaxrec.errors import CheckpointError
+from jaxrec.data.interactions import describe_remap
+from jaxrec.errors import CheckpointError, ConfigError
 
 LOCK_NAME = ".lock"
 PROBE_BYTES = 1 << 20  # a probe this size fails on a disk that is (nearly) full
@@ -102,18 +109,32 @@ def check_free_space(workdir: Path, checkpoint_bytes: int, keep: int) -> None:
         )
 
 
+def has_checkpoints(workdir: Path) -> bool:
+    """Whether `workdir` holds a checkpoint step (something trained)."""
+    ckpt = Path(workdir) / "checkpoints"
+    return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
+
+
+def _config_text(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
 def check_config(workdir: Path, cfg: Config, force: bool) -> None:
-    """A workdir belongs to one config: refuse a different one unless forced."""
+    """A workdir with checkpoints belongs to one config: refuse a different one unless forced.
+    (Before its first checkpoint nothing depends on the recorded config.)"""
     path = Path(workdir) / "config.yaml"
-    text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-    if path.exists() and path.read_text() != text and not force:
-        raise CheckpointError(
-            f"{workdir} was started with a different config ({path}); use another --workdir, "
-            "or pass --force to continue it with the new config"
-        )
-    # Written via a temporary file and a rename, so a crash never leaves half a config.
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(text)
+    if not force and has_checkpoints(workdir) and path.exists():
+        if path.read_text() != _config_text(cfg):
+            raise CheckpointError(
+                f"{workdir} was trained with a different config ({path}); use another "
+                "--workdir, or pass --force to continue it with the new config"
+            )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Via a temporary file and a rename, so a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
@@ -237,3 +258,155 @@ class Preemption:
             os.close(self._pipe[1])
         if self._old is not None:
             signal.signal(signal.SIGTERM, self._old)
+
+
+# --- what a trained workdir holds: data identity, vocabularies, the tested parameters -------
+
+DATA_FILE = "data.json"
+VOCAB_FILE = "vocab.npz"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_identity(files: dict[str, Path]) -> dict[str, dict]:
+    """{config key: {path, bytes, sha256}} of the data files (what `data.json` records)."""
+    return {
+        key: {"path": str(Path(p).absolute()), "bytes": Path(p).stat().st_size,
+              "sha256": _sha256(Path(p))}
+        for key, p in files.items()
+    }  # fmt: skip
+
+
+def record(workdir: Path, cfg: Config, files: dict[str, Path], data) -> None:
+    """Claim `workdir` for this config and data (process 0, once the data has loaded):
+    config.yaml, data.json (size and sha256 of each data file) and vocab.npz (raw ids by
+    dense id; str arrays, never object dtype: read back with allow_pickle=False)."""
+    workdir = Path(workdir)
+    _write_atomic(workdir / "config.yaml", _config_text(cfg).encode())
+    identity = {"files": file_identity(files), "users": int(data.num_users),
+                "items": int(data.num_items)}  # fmt: skip
+    _write_atomic(workdir / DATA_FILE, json.dumps(identity, indent=2).encode())
+    tmp = workdir / (VOCAB_FILE + ".tmp.npz")
+    np.savez(tmp, users=data.user_vocab.astype(str), items=data.item_vocab.astype(str))
+    os.replace(tmp, workdir / VOCAB_FILE)
+
+
+def saved_vocab(workdir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(user raw ids, item raw ids) saved when the workdir was trained; None before that."""
+    path = Path(workdir) / VOCAB_FILE
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        return f["users"], f["items"]
+
+
+def data_changes(workdir: Path, files: dict[str, Path]) -> list[str]:
+    """What differs between the data files now and when `workdir` was trained, one line
+    each (empty: the same files, or no record)."""
+    path = Path(workdir) / DATA_FILE
+    if not path.exists():
+        return []
+    then = json.loads(path.read_text())["files"]
+    changes = []
+    for key in sorted(set(then) | set(files)):
+        if key not in files:
+            changes.append(f"{key} is no longer read (was {then[key]['path']})")
+            continue
+        p = Path(files[key])
+        if not p.exists():
+            changes.append(f"{key}: {p} no longer exists")
+            continue
+        if key not in then:
+            changes.append(f"{key}: {p} was not read in training")
+            continue
+        size = p.stat().st_size
+        was = then[key]
+        if str(p.absolute()) != was["path"]:
+            changes.append(f"{key}: now {p.absolute()}, trained on {was['path']}")
+        if size != was["bytes"]:
+            changes.append(f"{key}: {p} is {size} bytes, was {was['bytes']} in training")
+        elif _sha256(p) != was["sha256"]:
+            changes.append(f"{key}: {p} has the same size but other contents (sha256)")
+    return changes
+
+
+def describe_params(meta: dict, cfg: Config, step: int, finished: bool) -> dict:
+    """Which parameters a workdir's commands use, as recorded with the checkpoint: the best
+    by validation where a validation stage picked them, else the last ones."""
+    if meta.get("best") is None:
+        out = {"parameters": "last", "epoch": int(meta["epoch"]), "step": step,
+               "text": f"the last parameters (epoch {meta['epoch']}, step {step}; no "
+                       "validation stage picked an epoch)"}  # fmt: skip
+    else:
+        on = cfg.eval.select_on
+        where = "validation" if on == "valid" else "the TEST set (the authors' protocol)"
+        out = {"parameters": "best", "epoch": int(meta["best_epoch"]), "selected_on": on,
+               "metric": cfg.eval.metric,
+               "text": f"the best parameters by {cfg.eval.metric} on {where} (epoch "
+                       f"{meta['best_epoch']} of {meta['epoch']})"}  # fmt: skip
+    out["finished"] = finished
+    if not finished:
+        out["text"] += f"; newest checkpoint (step {step}) of a run whose training has not finished"
+    return out
+
+
+@dataclasses.dataclass
+class Trained:
+    """A trained workdir opened for a command: the run (data mapped through the saved
+    vocabularies), the parameters its final test used, and what they are."""
+
+    run: object
+    params: object
+    info: dict  # describe_params(...), plus "data_changes" and "remap"
+
+
+def open_trained(workdir, *, newest: bool = False, warn=None) -> Trained:
+    """The workdir's run and the parameters every later command uses.
+
+    Refuses a workdir whose training has not finished unless `newest` (then: the newest
+    checkpoint's choice of parameters). Data files that changed since training are reported
+    through `warn` (one line each); ids always come from the saved vocabularies.
+    """
+    from jaxrec import trainer
+    from jaxrec.checkpoint import Checkpointer
+    from jaxrec.config import load_config
+    from jaxrec.data.load import source_files
+
+    workdir = Path(workdir)
+    path = workdir / "config.yaml"
+    if not path.exists():
+        raise ConfigError(
+            f"{workdir}: not a jaxrec workdir (no config.yaml); run `jaxrec train` first"
+        )
+    if not has_checkpoints(workdir):
+        raise CheckpointError(f"{workdir}: no checkpoint yet; run `jaxrec train` first")
+    cfg = load_config(path)
+    run = trainer.prepare(cfg, vocab=saved_vocab(workdir))
+    changes = data_changes(workdir, source_files(cfg.data))
+    if warn is not None:
+        for line in changes:
+            warn(f"the data changed since training: {line}")
+        if run.remap is not None:
+            warn(f"ids are looked up in the workdir's vocabularies: {describe_remap(run.remap)}")
+    ckpt = Checkpointer(workdir / "checkpoints")
+    try:
+        params, meta, step = ckpt.restore_tested(run.state)
+    finally:
+        ckpt.close()
+    finished = bool(meta.get("done"))
+    if not finished and not newest:
+        raise CheckpointError(
+            f"{workdir}: training has not finished (newest checkpoint: step {step}, epoch "
+            f"{meta['epoch']} of {cfg.train.epochs}); rerun `jaxrec train` to finish it, or "
+            "pass --newest-checkpoint to use that checkpoint's parameters"
+        )
+    info = describe_params(meta, cfg, step, finished)
+    info["data_changes"] = changes
+    info["remap"] = run.remap
+    return Trained(run, params, info)

@@ -353,8 +353,9 @@ def test_generate_cli_writes_rows_of_real_lengths_and_a_report(tmp_path, capsys)
     import csv
     import json
 
-    from jaxrec.cli import _restore_best, main
+    from jaxrec.cli import main
     from jaxrec.synthesize import compare, generate_rows
+    from jaxrec.workdir import open_trained
 
     args = ["train", "--workdir", str(tmp_path / "run")]
     for s in [
@@ -378,7 +379,8 @@ def test_generate_cli_writes_rows_of_real_lengths_and_a_report(tmp_path, capsys)
     report = json.loads(out.with_name("gen.csv.report.json").read_text())
     assert report["generated"]["events"] == sum(len(v) for v in rows.values())
 
-    run, best = _restore_best(str(tmp_path / "run"))
+    trained = open_trained(tmp_path / "run")
+    run, best = trained.run, trained.params
     history, _ = run.split.stage("test")
     cond, fake = generate_rows(run, best, 50, seed=0)
     # Same seed → the file's rows; each as long as its conditioning user's real row.

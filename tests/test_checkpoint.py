@@ -4,6 +4,7 @@ import errno
 import json
 import threading
 
+import flax
 import grain
 import jax
 import jax.numpy as jnp
@@ -122,14 +123,46 @@ def test_all_corrupt_is_an_error_that_says_what_to_do(tmp_path):
         _restore(tmp_path)
 
 
+@flax.struct.dataclass
+class _State:
+    params: dict
+    step: jax.Array
+
+
 def test_evaluate_side_restore_falls_back_without_moving_anything(tmp_path):
-    _save_steps(tmp_path)
+    ckpt = Checkpointer(tmp_path, 3)
+    for s in (1, 2, 3):
+        state = _State(params=jax.tree.map(lambda x, s=s: x + s, STATE), step=jnp.int32(s))
+        ckpt.save(s, state, STATE, _iterator(), {"epoch": s})
+    ckpt.close()
     garble(tmp_path / "3")
     ckpt = Checkpointer(tmp_path, 3)
     with pytest.warns(CorruptCheckpointWarning):
-        best, meta = ckpt.restore_meta_and_best(STATE)
+        # no "best" in the meta: no validation picked an epoch, so the state's params
+        params, meta, step = ckpt.restore_tested(_State(params=STATE, step=jnp.int32(0)))
     ckpt.close()
-    assert meta == {"epoch": 2} and (tmp_path / "3").is_dir()
+    assert meta == {"epoch": 2} and step == 2 and (tmp_path / "3").is_dir()
+    np.testing.assert_array_equal(params["bias"], STATE["bias"] + 2)
+
+
+def test_tested_params_are_the_best_where_validation_picked_them_else_the_last(tmp_path):
+    """The parameters every workdir command uses: `best` when a validation stage set
+    meta["best"], else the train state's own (never the untrained copy `best` starts as)."""
+    last = {k: v + 7 for k, v in STATE.items()}
+    for directory, meta, want in (
+        (tmp_path / "picked", {"epoch": 3, "best": 0.5, "best_epoch": 2}, STATE),
+        (tmp_path / "none", {"epoch": 3, "best": None, "best_epoch": 0}, last),
+    ):
+        ckpt = Checkpointer(directory, 2)
+        it = _iterator()
+        ckpt.save(3, _State(params=last, step=jnp.int32(3)), STATE, it, meta)
+        ckpt.close()
+        ckpt = Checkpointer(directory, 2)
+        params, got_meta, step = ckpt.restore_tested(_State(params=STATE, step=jnp.int32(0)))
+        ckpt.close()
+        assert got_meta == meta and step == 3
+        for k in STATE:
+            np.testing.assert_array_equal(params[k], want[k])
 
 
 def test_failed_save_reports_and_keeps_every_good_checkpoint(tmp_path, monkeypatch):

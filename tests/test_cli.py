@@ -128,9 +128,9 @@ def test_different_config_in_same_workdir_refused(tmp_path, capsys):
 def _final_params(wd):
     import jax
 
-    from jaxrec.cli import _restore_best
+    from jaxrec.workdir import open_trained
 
-    _, best = _restore_best(str(wd))
+    best = open_trained(wd).params
     return jax.tree.map(np.asarray, best)
 
 

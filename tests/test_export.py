@@ -14,6 +14,7 @@ from jaxrec import cli, evaluation, trainer
 from jaxrec.config import load_config
 from jaxrec.export import export_run
 from jaxrec.scorer import ScorerError, UnknownIdError, exported_score, load_scorer
+from jaxrec.workdir import open_trained
 
 SERVED = ["gru4rec", "cdae"]  # one that reads only items, one that also needs the user id
 _CACHE: dict = {}
@@ -30,7 +31,8 @@ def _exported(model, tmp_path_factory, ratings_file):
             for s in sets:
                 argv += ["--set", s]
             assert cli.main(argv) == 0
-            run, best = cli._restore_best(str(root / "work"))
+            trained = open_trained(root / "work")
+            run, best = trained.run, trained.params
         else:
             run = trainer.prepare(load_config(None, sets))
             best = run.state.params

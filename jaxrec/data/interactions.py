@@ -255,3 +255,70 @@ def describe(data: Interactions) -> dict:
             "max": float(data.timestamps.max()),
         }
     return out
+
+
+def remap(data: Interactions, user_vocab: np.ndarray, item_vocab: np.ndarray):
+    """The events of `data` over other vocabularies (a workdir's saved ones) → (Interactions,
+    what did not map).
+
+    Dense ids come from looking up each raw id in `user_vocab` / `item_vocab`, never from
+    renumbering, so a model trained over those vocabularies reads the same id for the same
+    raw id. Events whose user or item is not in them are dropped. The report holds
+    `unknown_users`, `unknown_items` (raw ids of `data` not in the vocabularies, up to 5 of
+    each as examples), `dropped_events`, and `absent_users` / `absent_items` (vocabulary
+    entries with no event left). None when the vocabularies are `data`'s own.
+    """
+    user_vocab, item_vocab = np.asarray(user_vocab).astype(str), np.asarray(item_vocab).astype(str)
+    if np.array_equal(data.user_vocab, user_vocab) and np.array_equal(data.item_vocab, item_vocab):
+        return data, None
+    user_map, item_map = (
+        _lookup_or_missing(user_vocab, data.user_vocab),
+        _lookup_or_missing(item_vocab, data.item_vocab),
+    )
+    users, items = user_map[data.user_ids], item_map[data.item_ids]
+    keep = (users >= 0) & (items >= 0)
+    order = np.argsort(users[keep], kind="stable")  # chronological order inside a user kept
+    out = Interactions(
+        user_ids=users[keep][order],
+        item_ids=items[keep][order],
+        timestamps=None if data.timestamps is None else data.timestamps[keep][order],
+        ratings=None if data.ratings is None else data.ratings[keep][order],
+        user_vocab=user_vocab,
+        item_vocab=item_vocab,
+        source=data.source,
+    )
+    report = {
+        "unknown_users": int((user_map < 0).sum()),
+        "unknown_items": int((item_map < 0).sum()),
+        "unknown_user_examples": data.user_vocab[user_map < 0][:5].tolist(),
+        "unknown_item_examples": data.item_vocab[item_map < 0][:5].tolist(),
+        "dropped_events": int((~keep).sum()),
+        "absent_users": int(len(user_vocab) - len(np.unique(out.user_ids))),
+        "absent_items": int(len(item_vocab) - len(np.unique(out.item_ids))),
+    }
+    return out, report
+
+
+def _lookup_or_missing(vocab: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Dense id in `vocab` of each raw id, -1 where it is not there → int32 [len(raw)]."""
+    if len(vocab) == 0:
+        return np.full(len(raw), -1, np.int32)
+    index = np.argsort(vocab, kind="stable")
+    pos = np.minimum(np.searchsorted(vocab[index], raw), len(vocab) - 1)
+    found = vocab[index][pos] == raw
+    return np.where(found, index[pos], -1).astype(np.int32)
+
+
+def describe_remap(report: dict) -> str:
+    """One sentence on what `remap` could not map (for warnings)."""
+    parts = []
+    for kind in ("user", "item"):
+        n = report[f"unknown_{kind}s"]
+        if n:
+            examples = ", ".join(map(repr, report[f"unknown_{kind}_examples"]))
+            parts.append(f"{n} {kind}s unknown to the workdir (e.g. {examples})")
+    parts.append(f"{report['dropped_events']} events skipped")
+    for kind in ("user", "item"):
+        if report[f"absent_{kind}s"]:
+            parts.append(f"{report[f'absent_{kind}s']} known {kind}s have no events now")
+    return "; ".join(parts)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from jaxrec.config import DataConfig
 from jaxrec.data import download, formats, interactions, splits, synthetic
 from jaxrec.data.interactions import Interactions
@@ -69,25 +71,81 @@ def load_split(cfg: DataConfig) -> tuple[Interactions, splits.Split]:
     """(the events, their split) as `cfg.split` names it, with the validation targets moved
     into training when `cfg.train_on_valid`. For `presplit` the events are the train file's,
     re-indexed over the vocabulary of all three files."""
-    data, split = _load_split(cfg)
-    return data, splits.valid_into_train(split) if cfg.train_on_valid else split
+    data, split, _ = load_split_onto(cfg, None)
+    return data, split
 
 
-def _load_split(cfg: DataConfig) -> tuple[Interactions, splits.Split]:
+def load_split_onto(cfg: DataConfig, vocab: tuple[np.ndarray, np.ndarray] | None):
+    """`load_split`, with dense ids looked up in `vocab` = (user raw ids, item raw ids) — a
+    workdir's saved vocabularies — instead of numbered from the files as they are now →
+    (events, split, what did not map: `interactions.remap`'s report, None when nothing
+    differs). vocab=None: `load_split`."""
+    data, split, report = _load_split(cfg, vocab)
+    return data, splits.valid_into_train(split) if cfg.train_on_valid else split, report
+
+
+def source_files(cfg: DataConfig) -> dict[str, Path]:
+    """{config key: file} of every file the data is read from (none for `synthetic`, whose
+    identity is its config)."""
+    out = {}
+    for key in ("source", "valid_source", "test_source"):
+        source = getattr(cfg, key)
+        if source is None or source == "synthetic":
+            continue
+        if source.startswith("download:"):
+            entry = download.DATASETS.get(source.removeprefix("download:"))
+            if entry is None:
+                continue  # load_interactions reports it
+            out[f"data.{key}"] = download.fetch(entry) / entry.files[0]
+        else:
+            out[f"data.{key}"] = resolve_source(source)
+    return out
+
+
+def _onto(data: Interactions, vocab, reports: list) -> Interactions:
+    if vocab is None:
+        return data
+    out, report = interactions.remap(data, *vocab)
+    if report is not None:
+        reports.append(report)
+    return out
+
+
+def _merge(reports: list[dict]) -> dict | None:
+    if not reports:
+        return None
+    out = dict(reports[0])
+    for r in reports[1:]:
+        for k, v in r.items():
+            out[k] = out[k] + v if isinstance(v, int) else (out[k] + v)[:5]
+    return out
+
+
+def _load_split(cfg: DataConfig, vocab) -> tuple[Interactions, splits.Split, dict | None]:
+    reports: list[dict] = []
     if cfg.split == "presplit":
         if cfg.test_source is None:
             raise ConfigError("data.split=presplit needs data.test_source (and data.source)")
-        train, test = load_interactions(cfg), load_interactions(cfg, cfg.test_source)
-        valid = None if cfg.valid_source is None else load_interactions(cfg, cfg.valid_source)
+        train = _onto(load_interactions(cfg), vocab, reports)
+        test = _onto(load_interactions(cfg, cfg.test_source), vocab, reports)
+        valid = None
+        if cfg.valid_source is not None:
+            valid = _onto(load_interactions(cfg, cfg.valid_source), vocab, reports)
         split = splits.presplit(train, valid, test, test_input=cfg.test_input)
         parts = (train, test) if valid is None else (train, valid, test)
-        return splits.align_vocab(*parts)[0], split  # the vocabulary the split uses
+        aligned = splits.align_vocab(*parts)[0]  # the vocabulary the split uses
+        if vocab is not None and reports:  # absent counts are per file; over all three:
+            merged = _merge(reports)
+            merged["absent_users"] = split.num_users - int(np.count_nonzero(_any_row(split, 0)))
+            merged["absent_items"] = split.num_items - int(np.count_nonzero(_any_row(split, 1)))
+            return aligned, split, merged
+        return aligned, split, None
     for name in ("valid_source", "test_source"):
         if getattr(cfg, name) is not None:
             raise ConfigError(f"data.{name} is read only with data.split=presplit")
     if cfg.test_input != "train_valid":
         raise ConfigError("data.test_input is read only with data.split=presplit")
-    data = load_interactions(cfg)
+    data = _onto(load_interactions(cfg), vocab, reports)
     kwargs = {
         "temporal_ratio": {"valid": cfg.valid_ratio, "test": cfg.test_ratio},
         "heldout_users": {
@@ -96,4 +154,12 @@ def _load_split(cfg: DataConfig) -> tuple[Interactions, splits.Split]:
             "fold_in": cfg.fold_in,
         },
     }.get(cfg.split, {})
-    return data, splits.make_split(data, cfg.split, **kwargs)
+    return data, splits.make_split(data, cfg.split, **kwargs), _merge(reports)
+
+
+def _any_row(split: splits.Split, axis: int) -> np.ndarray:
+    """Users (axis 0) or items (axis 1) with at least one event in any part of `split`."""
+    events = splits.history(split)
+    if axis == 0:
+        return events.lengths > 0
+    return np.bincount(events.items, minlength=split.num_items) > 0

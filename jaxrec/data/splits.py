@@ -286,10 +286,7 @@ def valid_into_train(split: Split) -> Split:
     transitions. Needs a split whose validation users are training users (leave_one_out,
     temporal_ratio, presplit); heldout_users' validation users are other users.
     """
-    same_rows = np.array_equal(split.valid_input.indptr, split.train.indptr) and np.array_equal(
-        split.valid_input.items, split.train.items
-    )
-    if not same_rows:
+    if not _same_rows(split.valid_input, split.train):
         raise ConfigError(
             f"data.train_on_valid: the {split.name} split's validation input is not the "
             "training rows (held-out users), so there is nothing to append them to"
@@ -307,6 +304,36 @@ def valid_into_train(split: Split) -> Split:
         valid_input=train,
         valid_target=empty,
     )
+
+
+def history(split: Split) -> Sequences:
+    """Every event of every user, all stages together: the history a served model reads
+    (`jaxrec recommend` and `embed` by default) and what serving excludes.
+
+    Where the validation users are the training users (leave-one-out, temporal ratio,
+    presplit, refits) a row is train ++ valid targets ++ test targets, i.e. the user's whole
+    log in order. Held-out users have no training row; theirs is input ++ targets of their
+    stage (fold-in input first; the order inside a bag of items does not matter to the
+    autoencoders this protocol is for).
+    """
+    if _same_rows(split.valid_input, split.train):
+        parts = (split.train, split.valid_target, split.test_target)
+    else:
+        parts = (
+            split.train,
+            split.valid_input,
+            split.valid_target,
+            split.test_input,
+            split.test_target,
+        )
+    out = parts[0]
+    for p in parts[1:]:
+        out = _concat(out, p)
+    return out
+
+
+def _same_rows(a: Sequences, b: Sequences) -> bool:
+    return a is b or (np.array_equal(a.indptr, b.indptr) and np.array_equal(a.items, b.items))
 
 
 PROTOCOLS = {
