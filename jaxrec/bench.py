@@ -56,6 +56,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from jaxrec.errors import ConfigError, JaxrecError
+
 # The suites: (benchmark, model, config file relative to the repo's configs/, overrides).
 _SCALE = [
     "data.synthetic.num_users=2000",
@@ -585,27 +587,54 @@ def _peers_root(configs_dir: Path) -> Path:
     return own if (own / "benchmarks" / "peers").is_dir() else configs_dir.resolve().parent
 
 
+def _selected(cases: list, only: list[str] | None) -> list:
+    """The cases `--only` keeps: its models' and benchmarks', and the machine case."""
+    return [c for c in cases if not only or c[0] == "machine" or c[1] in only or c[0] in only]
+
+
+def _check_configs(suite: str, configs_dir: Path, only: list[str] | None) -> None:
+    """Refuse, before any case runs, a run whose cases read config files that `configs_dir`
+    lacks (as outside a checkout, where ./configs is not there)."""
+    needed = {c[2] for c in _selected(SUITES[suite]["cases"], only) if c[2] is not None}
+    missing = sorted(n for n in needed if not (configs_dir / n).is_file())
+    if not missing:
+        return
+    what = "no such directory" if not configs_dir.is_dir() else "missing"
+    raise ConfigError(
+        f"--configs {configs_dir}: {what}; suite {suite!r} reads {', '.join(missing)} from it: "
+        "pass --configs with the jaxrec repository's configs/ folder (or --only other cases)"
+    )
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """Refuse an --out that is a file, or a directory with files in it unless `force`."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; name a directory for the results")
+    if not force and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(
+            f"--out {out} is not empty; choose another --out or pass --force to write into it "
+            "(its results.json, results.md and plots are replaced)"
+        )
+
+
 def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None = None,
               peers: list[str] = ()) -> list:  # fmt: skip
     """Run every case of `suite` in its own process, each train case followed by its model's
     run in each peer of `peers` (`recbole`: see `jaxrec.bench_peers`); write results.json,
-    results.md, plots."""
+    results.md, plots. A config file a case reads that is missing is a ConfigError, raised
+    before any case runs."""
     if suite not in SUITES:
-        raise SystemExit(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
+        raise ConfigError(f"unknown suite {suite!r}; known: {', '.join(SUITES)}")
     spec = SUITES[suite]
+    _check_configs(suite, configs_dir, only)
     out.mkdir(parents=True, exist_ok=True)
     records, skipped = [], []
     env = dict(os.environ)
     shared = configs_dir.resolve().parent.parent / "shared" / "data"
     if "JAXREC_DATA_DIR" not in env and shared.is_dir():  # the repo's layout: ../shared/data
         env["JAXREC_DATA_DIR"] = str(shared)
-    for benchmark, model, config, overrides in spec["cases"]:
-        if only and benchmark != "machine" and model not in only and benchmark not in only:
-            continue
+    for benchmark, model, config, overrides in _selected(spec["cases"], only):
         path = None if config is None else configs_dir / config
-        if path is not None and not path.exists():
-            skipped.append(f"{model}: {path} not found")
-            continue
         case = {"benchmark": benchmark, "config": None if path is None else str(path),
                 "set": [*overrides, "train.epochs=1000", "train.progress=false"],
                 "calls": spec["calls"], "repeats": spec["repeats"],
@@ -658,11 +687,39 @@ def run_suite(suite: str, out: Path, configs_dir: Path, only: list[str] | None =
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="jaxrec bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--suite", default="quick", help=f"one of {', '.join(SUITES)}")
-    ap.add_argument("--only", nargs="*", help="only these models or benchmarks (train, scale)")
-    ap.add_argument("--out", default="bench", help="output directory")
-    ap.add_argument("--configs", default="configs", help="directory of the repo's configs")
+    """`jaxrec bench` (and `python -m benchmarks`): run a suite → exit status 0; a usage
+    error (non-empty --out without --force, missing configs) → one line and status 2."""
+    description = " ".join(__doc__.split("\n\n")[0].split())  # the first paragraph, whole
+    ap = argparse.ArgumentParser(
+        prog="jaxrec bench",
+        description=description,
+        epilog="example: jaxrec bench --suite quick --out bench/",
+    )
+    ap.add_argument(
+        "--suite", default="quick", choices=list(SUITES), help="which cases to run (default: quick)"
+    )
+    ap.add_argument(
+        "--only",
+        nargs="*",
+        metavar="NAME",
+        help="run only the cases of these models or benchmarks, e.g. --only gru4rec "
+        "or --only train scorer (the machine case always runs)",
+    )
+    ap.add_argument(
+        "--out",
+        default="bench",
+        help="directory for results.json, results.md and plots (default: bench); "
+        "it must be empty or new unless --force is given",
+    )
+    ap.add_argument(
+        "--force", action="store_true", help="write into a non-empty --out, replacing its results"
+    )
+    ap.add_argument(
+        "--configs",
+        default="configs",
+        help="the jaxrec repository's configs/ folder, read by the train and "
+        "synthetic-scale cases (default: ./configs)",
+    )
     ap.add_argument(
         "--peers",
         nargs="*",
@@ -675,7 +732,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.case:
         _case_main(args.case)
         return 0
-    run_suite(args.suite, Path(args.out), Path(args.configs), args.only, args.peers)
+    try:
+        _check_out(Path(args.out), args.force)
+        run_suite(args.suite, Path(args.out), Path(args.configs), args.only, args.peers)
+    except JaxrecError as e:
+        print(f"jaxrec bench: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}/results.json and results.md")
     return 0
 

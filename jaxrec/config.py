@@ -2,7 +2,8 @@
 
 `load_config(path, overrides)` reads YAML with `yaml.safe_load`, applies `--set a.b=c`
 overrides (values parsed as YAML scalars), and builds `Config`. An unknown key is an error
-that names the file, the key and the nearest valid key. This module never imports jax.
+that names the file, the key and the nearest valid key; a number outside its field's range
+(`ranged`) one that names the key, the value and the range. This module never imports jax.
 """
 
 from __future__ import annotations
@@ -19,15 +20,23 @@ import yaml
 from jaxrec.errors import ConfigError
 
 
+def ranged(default: Any, allowed: str, nonempty: bool = False) -> Any:
+    """A field whose value (each element, for a tuple) must lie in `allowed`, checked by
+    `load_config`: ">= 1", "> 0", an interval "[0, 1)" (a bracket closes an end, a
+    parenthesis opens it), a value "-1", or alternatives joined by " or ". `nonempty`: a
+    tuple that needs at least one element."""
+    return dataclasses.field(default=default, metadata={"range": allowed, "nonempty": nonempty})
+
+
 @dataclasses.dataclass(frozen=True)
 class SyntheticConfig:
     """The embedded default data set (see `jaxrec.data.synthetic`)."""
 
-    num_users: int = 2000
-    num_items: int = 500
-    mean_length: float = 20.0
-    num_clusters: int = 10
-    seed: int = 0
+    num_users: int = ranged(2000, ">= 1")
+    num_items: int = ranged(500, ">= 1")
+    mean_length: float = ranged(20.0, ">= 0")
+    num_clusters: int = ranged(10, ">= 1")
+    seed: int = ranged(0, ">= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +56,8 @@ class DataConfig:
         None  # CSV/Parquet column mapping {user, item, rating, timestamp}
     )
     min_rating: float | None = None
-    min_user_events: int = 0
-    min_item_events: int = 0
+    min_user_events: int = ranged(0, ">= 0")
+    min_item_events: int = ranged(0, ">= 0")
     split: str = "leave_one_out"
     valid_source: str | None = None  # presplit only
     test_source: str | None = None  # presplit only
@@ -56,11 +65,11 @@ class DataConfig:
     # train: the train rows only, as DiffRec evaluates; train and valid items are excluded
     # from the ranking either way.
     test_input: str = "train_valid"
-    valid_ratio: float = 0.1  # temporal_ratio only
-    test_ratio: float = 0.1  # temporal_ratio only
-    valid_users: int = 0  # heldout_users only
-    test_users: int = 0  # heldout_users only
-    fold_in: float = 0.8  # heldout_users only
+    valid_ratio: float = ranged(0.1, "[0, 1)")  # temporal_ratio only
+    test_ratio: float = ranged(0.1, "[0, 1)")  # temporal_ratio only
+    valid_users: int = ranged(0, ">= 0")  # heldout_users only
+    test_users: int = ranged(0, ">= 0")  # heldout_users only
+    fold_in: float = ranged(0.8, "(0, 1)")  # heldout_users only
     # Refit: append each user's validation targets to training and run no validation; train
     # the epoch count a validation run picked, and the last parameters are tested (same test
     # rows). Not for heldout_users.
@@ -72,13 +81,14 @@ class DataConfig:
 class GRU4RecConfig:
     """GRU4Rec (Hidasi & Karatzoglou, CIKM 2018), as in the official code's parameters."""
 
-    layers: tuple[int, ...] = (100,)
-    embedding: int = 0  # >0: separate input embedding of this size; 0: see constrained_embedding
+    layers: tuple[int, ...] = ranged((100,), ">= 1", nonempty=True)
+    # >0: separate input embedding of this size; 0: see constrained_embedding.
+    embedding: int = ranged(0, ">= 0")
     constrained_embedding: bool = (
         True  # input embedding = output item embedding (needs embedding=0)
     )
-    dropout_embed: float = 0.0
-    dropout_hidden: float = 0.0
+    dropout_embed: float = ranged(0.0, "[0, 1)")
+    dropout_hidden: float = ranged(0.0, "[0, 1)")
     final_act: str = "linear"  # linear | tanh | relu | elu-<alpha> | leaky-<alpha> | softmax
 
 
@@ -86,17 +96,18 @@ class GRU4RecConfig:
 class CaserConfig:
     """Caser (Tang & Wang, WSDM 2018); defaults from the paper and its official code."""
 
-    embedding: int = 50  # d
-    length: int = 5  # L: items in the input window
-    targets: int = 3  # T: next items predicted per window
-    horizontal_filters: int = 16  # n_h per height 1..L
-    vertical_filters: int = 4  # n_v
-    dropout: float = 0.5
-    dropout_embed: float = 0.0  # on the input window's item embeddings (not in the paper)
-    dropout_user: float = 0.0  # on the user embedding P_u (not in the paper)
+    embedding: int = ranged(50, ">= 1")  # d
+    length: int = ranged(5, ">= 1")  # L: items in the input window
+    targets: int = ranged(3, ">= 1")  # T: next items predicted per window
+    horizontal_filters: int = ranged(16, ">= 0")  # n_h per height 1..L
+    vertical_filters: int = ranged(4, ">= 0")  # n_v
+    dropout: float = ranged(0.5, "[0, 1)")
+    # On the input window's item embeddings (not in the paper).
+    dropout_embed: float = ranged(0.0, "[0, 1)")
+    dropout_user: float = ranged(0.0, "[0, 1)")  # on the user embedding P_u (not in the paper)
     conv_activation: str = "relu"  # activation of the horizontal convolutions (phi_c)
     fc_activation: str = "relu"  # activation of the fully-connected layer (phi_a)
-    negatives: int = 3  # uniform negatives per target (loss "bce")
+    negatives: int = ranged(3, ">= 0")  # uniform negatives per target (loss "bce")
     tied: bool = False  # RecBole's output layer: fc2 to d, scored against the input table
     # "bce": the paper's binary cross-entropy on targets and sampled negatives; "softmax":
     # cross-entropy of a softmax over every item per target (RecBole's Caser loss);
@@ -114,16 +125,19 @@ class CaserConfig:
 class NextItNetConfig:
     """NextItNet (Yuan et al., WSDM 2019): residual blocks of dilated causal convolutions."""
 
-    embedding: int = 64  # channels
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8)  # one residual block each
-    kernel_size: int = 3
-    max_length: int = 50  # training sequences: each user's last max_length + 1 items
+    embedding: int = ranged(64, ">= 1")  # channels
+    # One residual block each.
+    dilations: tuple[int, ...] = ranged((1, 2, 4, 8, 1, 2, 4, 8), ">= 1", nonempty=True)
+    kernel_size: int = ranged(3, ">= 1")
+    # Training sequences: each user's last max_length + 1 items.
+    max_length: int = ranged(50, ">= 1")
     # Shorter training widths a mini-batch of similar-length users may take (see
     # jaxrec.data.windows); () = every mini-batch max_length wide. With buckets the loss is
     # a batch's sum over positions ÷ the mean positions per batch (a constant), not its mean.
-    length_buckets: tuple[int, ...] = ()
-    dropout: float = 0.0  # on every residual branch
-    dropout_embed: float = 0.0  # on the input item embeddings (as GRU4Rec's dropout_embed)
+    length_buckets: tuple[int, ...] = ranged((), ">= 1")
+    dropout: float = ranged(0.0, "[0, 1)")  # on every residual branch
+    # On the input item embeddings (as GRU4Rec's dropout_embed).
+    dropout_embed: float = ranged(0.0, "[0, 1)")
     tied: bool = False  # output scores against the input table (RecBole) instead of W
     # What feeds the output layer: "relu" (the official code: ReLU of the last block) or
     # "linear" (RecBole: a C→C dense layer, no activation).
@@ -136,32 +150,34 @@ class NextItNetConfig:
 class VAEConfig:
     """Mult-VAE and Mult-DAE (Liang et al., WWW 2018; dawenl/vae_cf)."""
 
-    layers: tuple[int, ...] = (600, 200)  # encoder I→600→200; the decoder mirrors it
-    dropout: float = 0.5  # on the L2-normalised input
-    anneal_cap: float = 0.2  # Mult-VAE: beta grows linearly to this cap
-    anneal_steps: int = 200000  # updates for beta to go from 0 to 1 (vae_cf total_anneal_steps)
-    l2: float = 0.0  # L2 on the weights (vae_cf: 0.01 / batch scaling for Mult-DAE)
+    # Encoder I→600→200; the decoder mirrors it.
+    layers: tuple[int, ...] = ranged((600, 200), ">= 1", nonempty=True)
+    dropout: float = ranged(0.5, "[0, 1)")  # on the L2-normalised input
+    anneal_cap: float = ranged(0.2, ">= 0")  # Mult-VAE: beta grows linearly to this cap
+    # Updates for beta to go from 0 to 1 (vae_cf total_anneal_steps).
+    anneal_steps: int = ranged(200000, ">= 0")
+    l2: float = ranged(0.0, ">= 0")  # L2 on the weights (vae_cf: 0.01 / batch scaling for Mult-DAE)
 
 
 @dataclasses.dataclass(frozen=True)
 class CDAEConfig:
     """CDAE (Wu et al., WSDM 2016): denoising autoencoder with a user node."""
 
-    hidden: int = 50
-    corruption: float = 0.5  # input dropout rate q
+    hidden: int = ranged(50, ">= 1")
+    corruption: float = ranged(0.5, "[0, 1)")  # input dropout rate q
     hidden_activation: str = "sigmoid"
     output_activation: str = "sigmoid"
     loss: str = "logistic"  # logistic | squared
-    negatives: int = 0  # sampled negatives per positive; 0 = full output
-    l2: float = 0.0
+    negatives: int = ranged(0, ">= 0")  # sampled negatives per positive; 0 = full output
+    l2: float = ranged(0.0, ">= 0")
 
 
 @dataclasses.dataclass(frozen=True)
 class AutoRecConfig:
     """I-AutoRec (Sedhain et al., WWW 2015) on explicit ratings."""
 
-    hidden: int = 500
-    l2: float = 1.0  # lambda
+    hidden: int = ranged(500, ">= 1")
+    l2: float = ranged(1.0, ">= 0")  # lambda
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,10 +189,12 @@ class CFGANConfig:
     """
 
     mode: str = "item"  # item: rows are item vectors over users (official code); user: paper
-    generator: tuple[int, ...] = (400,)  # sigmoid hidden layers of G
-    discriminator: tuple[int, ...] = (125,)  # sigmoid hidden layers of D
-    zr_ratio: float = 0.7  # S_ZR: share of a row's unobserved entries reconstructed as 0
-    pm_ratio: float = 0.7  # S_PM: share of a row's unobserved entries left unmasked (PM)
+    generator: tuple[int, ...] = ranged((400,), ">= 1")  # sigmoid hidden layers of G
+    discriminator: tuple[int, ...] = ranged((125,), ">= 1")  # sigmoid hidden layers of D
+    # S_ZR: share of a row's unobserved entries reconstructed as 0.
+    zr_ratio: float = ranged(0.7, "[0, 1]")
+    # S_PM: share of a row's unobserved entries left unmasked (PM).
+    pm_ratio: float = ranged(0.7, "[0, 1]")
     # The official code reseeds numpy with the same time-based seed before the ZR and the PM
     # draw, so with equal ratios both pick the same entries; true: PM reuses ZR's entries
     # (needs pm_ratio == zr_ratio), false: independent draws as the paper describes.
@@ -190,14 +208,14 @@ class CFGANConfig:
     # (2026-11-29, seeds 0 / 1, 250 epochs): P@5 0.4380 / 0.4346, within the spread of
     # independent draws (0.4274-0.4378).
     reseeded_draws: bool = False
-    zr_coefficient: float = 0.03  # alpha
-    g_steps: int = 4  # G passes over each mini-batch per train step
-    d_steps: int = 2  # D passes over each mini-batch per train step
-    g_batch_size: int = 32  # G mini-batch (divides train.batch_size)
-    d_batch_size: int = 64  # D mini-batch (divides train.batch_size)
-    g_l2: float = 0.001  # reg_G on Σ w²/2 of G's weights and biases
-    d_l2: float = 0.0  # reg_D
-    d_learning_rate: float = 1e-4
+    zr_coefficient: float = ranged(0.03, ">= 0")  # alpha
+    g_steps: int = ranged(4, ">= 1")  # G passes over each mini-batch per train step
+    d_steps: int = ranged(2, ">= 1")  # D passes over each mini-batch per train step
+    g_batch_size: int = ranged(32, ">= 1")  # G mini-batch (divides train.batch_size)
+    d_batch_size: int = ranged(64, ">= 1")  # D mini-batch (divides train.batch_size)
+    g_l2: float = ranged(0.001, ">= 0")  # reg_G on Σ w²/2 of G's weights and biases
+    d_l2: float = ranged(0.0, ">= 0")  # reg_D
+    d_learning_rate: float = ranged(1e-4, "> 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,23 +227,26 @@ class IRGANConfig:
     the others play the minimax game with SGD, as the official code.
     """
 
-    embedding: int = 5
-    init_delta: float = 0.05
-    temperature: float = 0.2  # of G's softmax when sampling negatives for D
-    sample_lambda: float = 0.2  # importance sampling: pn = (1-λ) p_G + λ uniform(positives)
-    pretrain_epochs: int = 10  # BPR-MF pretraining of both players, by jaxrec
+    embedding: int = ranged(5, ">= 1")
+    init_delta: float = ranged(0.05, "> 0")
+    temperature: float = ranged(0.2, "> 0")  # of G's softmax when sampling negatives for D
+    # Importance sampling: pn = (1-λ) p_G + λ uniform(positives).
+    sample_lambda: float = ranged(0.2, "[0, 1]")
+    pretrain_epochs: int = ranged(10, ">= 0")  # BPR-MF pretraining of both players, by jaxrec
     # The official game loads only G's pretrained model; D starts from its random init.
     pretrain_discriminator: bool = True
-    d_warmup_epochs: int = 0  # after pretraining: epochs of D updates only (G frozen)
-    pretrain_learning_rate: float = 0.01  # Adam
-    pretrain_l2: float = 0.1
-    dns_candidates: int = 5  # DNS: the best-scored of this many uniform negatives
-    g_steps: int = 1  # G updates per mini-batch per train step
-    d_steps: int = 2  # D updates per mini-batch (official: 100 D vs 50 G epochs per round)
-    g_learning_rate: float = 1e-3
-    d_learning_rate: float = 1e-3
-    g_l2: float = 0.0
-    l2: float = 0.1  # D's L2 per example on its user, item rows and item bias
+    # After pretraining: epochs of D updates only (G frozen).
+    d_warmup_epochs: int = ranged(0, ">= 0")
+    pretrain_learning_rate: float = ranged(0.01, "> 0")  # Adam
+    pretrain_l2: float = ranged(0.1, ">= 0")
+    dns_candidates: int = ranged(5, ">= 1")  # DNS: the best-scored of this many uniform negatives
+    g_steps: int = ranged(1, ">= 1")  # G updates per mini-batch per train step
+    # D updates per mini-batch (official: 100 D vs 50 G epochs per round).
+    d_steps: int = ranged(2, ">= 1")
+    g_learning_rate: float = ranged(1e-3, "> 0")
+    d_learning_rate: float = ranged(1e-3, "> 0")
+    g_l2: float = ranged(0.0, ">= 0")
+    l2: float = ranged(0.1, ">= 0")  # D's L2 per example on its user, item rows and item bias
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,21 +272,21 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     kind: str = "cross-entropy"  # cross-entropy | bpr-max | top1-max
-    n_sample: int = 2048  # extra negatives shared across the mini-batch
-    sample_alpha: float = 0.5  # negatives ∝ popularity ** alpha
-    bpreg: float = 1.0  # BPR-max score regularisation
-    logq: float = 0.0  # logQ correction weight for cross-entropy
+    n_sample: int = ranged(2048, ">= 0")  # extra negatives shared across the mini-batch
+    sample_alpha: float = ranged(0.5, ">= 0")  # negatives ∝ popularity ** alpha
+    bpreg: float = ranged(1.0, ">= 0")  # BPR-max score regularisation
+    logq: float = ranged(0.0, ">= 0")  # logQ correction weight for cross-entropy
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     name: str = "adagrad"  # adagrad | adam | adamw | sgd
-    learning_rate: float = 0.05
-    momentum: float = 0.0
-    weight_decay: float = 0.0
+    learning_rate: float = ranged(0.05, "> 0")
+    momentum: float = ranged(0.0, "[0, 1)")
+    weight_decay: float = ranged(0.0, ">= 0")
     schedule: str = "constant"  # constant | cosine | linear
-    warmup_steps: int = 0
-    clip_norm: float | None = None
+    warmup_steps: int = ranged(0, ">= 0")
+    clip_norm: float | None = ranged(None, ">= 0")
     sparse: bool = True  # update item tables only where a batch touches them (row-wise)
     # row-wise optimizer per item table: adagrad | lazy_adam | dense; unset tables follow
     # `name` (adagrad → adagrad, adam → lazy_adam, others dense). GRU4Rec: weight decay
@@ -276,20 +297,22 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 64
-    steps_per_call: int = 16  # mini-batches fused into one compiled call (lax.scan)
-    seed: int = 0
+    epochs: int = ranged(5, ">= 0")
+    batch_size: int = ranged(64, ">= 1")
+    steps_per_call: int = ranged(16, ">= 1")  # mini-batches fused into one compiled call (lax.scan)
+    seed: int = ranged(0, ">= 0")
     shuffle: bool = True
-    eval_every: int = 1  # epochs
-    patience: int = 0  # epochs without improvement before stopping; 0 = never stop early
-    checkpoint_every: int = 1  # epochs
-    keep_checkpoints: int = 2
+    eval_every: int = ranged(1, ">= 1")  # epochs
+    # Epochs without improvement before stopping; 0 = never stop early.
+    patience: int = ranged(0, ">= 0")
+    checkpoint_every: int = ranged(1, ">= 1")  # epochs
+    keep_checkpoints: int = ranged(2, ">= 1")
     progress: bool | None = None  # None = only when stdout is a terminal
     nonfinite: str = "stop"  # non-finite loss/metrics: stop (naming the step) | skip the update
     # Host malloc for XLA's CPU temporaries: default | keep-freed (jaxrec.host_memory).
     host_malloc: str = "default"
-    preempt_grace_seconds: float = 25.0  # SIGTERM → checkpoint and exit 143 within this time
+    # SIGTERM → checkpoint and exit 143 within this time.
+    preempt_grace_seconds: float = ranged(25.0, "> 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,31 +320,31 @@ class EvalConfig:
     """Protocol of every reported number: full ranking over the catalogue and/or SASRec sampled."""
 
     protocols: tuple[str, ...] = ("full", "sampled")
-    ks: tuple[int, ...] = (10, 20)
+    ks: tuple[int, ...] = ranged((10, 20), ">= 1", nonempty=True)
     metric: str = "ndcg@10"  # early-stopping and best-checkpoint metric (full ranking, validation)
     # Where that metric is read: valid, or test: the protocol of CFGAN's and IRGAN's own
     # code, which keeps the epoch best on the test set. Optimistic; only for reproducing
     # those papers' figures; the last epoch's test figures are reported beside it.
     select_on: str = "valid"
-    num_negatives: int = 100
+    num_negatives: int = ranged(100, ">= 1")
     # Users scored per evaluation chunk. 256: on the 2-core CPU, full-ranking evaluation of
     # Games' 30,901 test users (23,715 items) ran at 13.6k users/s for GRU4Rec against 8.4k
     # with 1,024-user chunks, NextItNet 2.0k vs 1.7k, Caser 21.7k vs 22.9k (2026-11-29);
     # a 1,024 x 23,715 score block is 97 MB, fresh pages on every chunk under glibc's default
     # malloc. The ML-1M autoencoder configs (2,810 items) keep 1,024.
-    chunk_size: int = 256
+    chunk_size: int = ranged(256, ">= 1")
     # Newest history items handed to a model (fewer where it reads fewer: Caser's L,
     # NextItNet's max_length; `trainer.history_width`).
-    max_history: int = 200
+    max_history: int = ranged(200, ">= 1")
     recall_denominator: str = "min"  # min: min(K, |T|) (Mult-VAE); all: |T|
     baselines: tuple[str, ...] = ("popularity", "markov")  # popularity | markov | ease
-    ease_l2: float = 500.0  # EASE's lambda (Steck, WWW 2019)
+    ease_l2: float = ranged(500.0, "> 0")  # EASE's lambda (Steck, WWW 2019)
 
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-    data: int = -1  # -1: every local device not used by `model`
-    model: int = 1
+    data: int = ranged(-1, "-1 or >= 1")  # -1: every local device not used by `model`
+    model: int = ranged(1, ">= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -459,7 +482,44 @@ def _build(cls, raw: Any, where: str, prefix: str):
                 f"{prefix}{key}",
             )
         kwargs[key] = _coerce(hints[key], value, where, f"{prefix}{key}")
+        if "range" in fields[key].metadata and kwargs[key] is not None:
+            _check_range(fields[key], kwargs[key], value, where, prefix + key)
     return cls(**kwargs)
+
+
+def _check_range(field: dataclasses.Field, value: Any, raw: Any, where: str, key: str) -> None:
+    """Raise a ConfigError naming `key`, the value as written (`raw`) and the field's range
+    (`ranged`) where the coerced `value` (each element of a tuple) lies outside it."""
+    allowed = field.metadata["range"]
+    if field.metadata["nonempty"] and not value:
+        example = list(field.default)
+        raise _error(f"{where}: {key}=[]: needs at least one value, e.g. {example}", key)
+    if isinstance(raw, list | tuple):
+        items = [(f"{key}[{i}]", v, r) for i, (v, r) in enumerate(zip(value, raw, strict=True))]
+    else:  # a scalar, or a tuple's one element written without brackets
+        items = [(key, value[0] if isinstance(value, tuple) else value, raw)]
+    for name, v, r in items:
+        if isinstance(v, int) and not -(2**63) <= v < 2**63:  # numpy and XLA take int64
+            raise _error(f"{where}: {name}={r}: must be {_said(allowed)} and below 2**63", key)
+        if not any(_within(v, part) for part in allowed.split(" or ")):
+            raise _error(f"{where}: {name}={r}: must be {_said(allowed)}", key)
+
+
+def _within(x: float, allowed: str) -> bool:
+    """Whether x lies in one range of `ranged`'s forms (">= 1", "> 0", "[0, 1)", "-1")."""
+    if allowed[0] in "[(":
+        lo, hi = (float(b) for b in allowed[1:-1].split(","))
+        above = lo <= x if allowed[0] == "[" else lo < x
+        return above and (x <= hi if allowed[-1] == "]" else x < hi)
+    if allowed.startswith(">="):
+        return x >= float(allowed[2:])
+    if allowed.startswith(">"):
+        return x > float(allowed[1:])
+    return x == float(allowed)
+
+
+def _said(allowed: str) -> str:
+    return f"in {allowed}" if allowed[0] in "[(" else allowed
 
 
 def _coerce(tp, value, where: str, key: str):
@@ -495,7 +555,10 @@ def _coerce(tp, value, where: str, key: str):
             return value
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an int beyond float's range
+                pass
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
                 return float(value)

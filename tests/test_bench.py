@@ -10,6 +10,7 @@ import pytest
 
 from jaxrec import bench
 from jaxrec.bench_report import plots, table, throughput_bars
+from jaxrec.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -412,3 +413,70 @@ def test_each_peer_runs_right_after_its_models_case(tmp_path, monkeypatch):
     assert [r["system"] for r in records] == ["jaxrec", "jaxrec", "recbole"]
     text = (tmp_path / "results.md").read_text()
     assert text.count("recbole: no venv") == 1 and "| caser | recbole | 1.0 | 4.0 | 4.0× |" in text
+
+
+def _no_case(*args):
+    raise AssertionError("a case ran: the run should have been refused first")
+
+
+def test_non_empty_out_is_refused_without_force(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "_run_isolated", _no_case)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("[]")
+    argv = ["--suite", "quick", "--out", str(out), "--configs", str(REPO / "configs")]
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (f"jaxrec bench: error: --out {out} is not empty; choose another --out or "
+                   "pass --force to write into it (its results.json, results.md and plots are "
+                   "replaced)\n")  # fmt: skip
+    assert (out / "results.json").read_text() == "[]"  # untouched
+    (out / "results.json").unlink()  # a file for --out: refused even with --force
+    (out / "file").write_text("x")
+    assert bench.main([*argv[:2], "--out", str(out / "file"), "--force"]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_force_writes_into_a_non_empty_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "_run_isolated", lambda case, env: ([], {}, "not run"))
+    monkeypatch.setitem(bench.SUITES, "t", {"calls": 1, "repeats": 1, "cases": bench._MACHINE})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("old")
+    assert bench.main(["--suite", "t", "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "results.json").read_text()) == []
+
+
+def test_missing_configs_are_named_and_refused(tmp_path, monkeypatch, capsys):
+    """Outside a checkout ./configs is not there: refused, not every train case skipped."""
+    monkeypatch.setattr(bench, "_run_isolated", _no_case)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert bench.main(["--suite", "quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    start = "jaxrec bench: error: --configs configs: no such directory; suite 'quick' reads "
+    assert err.startswith(start + "caser_games.yaml, cdae_ml1m.yaml") and err.count("\n") == 1
+    assert "pass --configs" in err and "Traceback" not in err
+    assert not out.exists()  # refused before anything was written
+    # A configs folder lacking some files: those are named; --only picks what it needs.
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "gru4rec_games.yaml").write_text(
+        (REPO / "configs" / "gru4rec_games.yaml").read_text()
+    )
+    assert bench.main(["--only", "train", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert ": missing; suite 'quick' reads caser_games.yaml" in err and "gru4rec_games" not in err
+    with pytest.raises(ConfigError, match="multvae_ml1m.yaml"):
+        bench._check_configs("quick", configs, ["multvae"])
+    bench._check_configs("quick", configs, ["gru4rec"])  # all it reads is there
+    bench._check_configs("scorer", tmp_path / "none", None)  # reads no config file
+
+
+def test_help_sentences_are_whole(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    whole = "scorer latency, measured the same way every time, as JSON records."
+    assert whole in text and "--force" in text

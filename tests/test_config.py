@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from jaxrec.config import Config, load_config, to_dict
@@ -74,3 +76,114 @@ def test_exponent_floats_and_override_errors_name_the_override():
     with pytest.raises(ConfigError) as e:
         load_config(None, ["optim.learning_rate=abc"])
     assert str(e.value).startswith("--set 'optim.learning_rate' must be float")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=-1", "train.epochs=-1: must be >= 0"),
+        ("train.batch_size=0", "train.batch_size=0: must be >= 1"),
+        ("model.gru4rec.dropout_hidden=1.5", "model.gru4rec.dropout_hidden=1.5: must be in [0, 1)"),
+        ("optim.learning_rate=-5", "optim.learning_rate=-5: must be > 0"),
+        ("optim.learning_rate=.nan", "optim.learning_rate=nan: must be > 0"),
+        ("data.fold_in=1", "data.fold_in=1: must be in (0, 1)"),
+        ("model.cfgan.zr_ratio=1.01", "model.cfgan.zr_ratio=1.01: must be in [0, 1]"),
+        ("mesh.data=0", "mesh.data=0: must be -1 or >= 1"),
+        ("train.seed=-3", "train.seed=-3: must be >= 0"),
+        ("train.seed=9223372036854775808", "must be >= 0 and below 2**63"),
+    ],
+)
+def test_out_of_range_override_names_key_value_and_range(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value).startswith("--set ") and message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_tuples_are_checked_element_by_element():
+    with pytest.raises(ConfigError, match=r"model\.gru4rec\.layers\[1\]=0: must be >= 1"):
+        load_config(None, ["model.gru4rec.layers=[64, 0]"])
+    with pytest.raises(ConfigError, match=r"eval\.ks\[0\]=0: must be >= 1"):
+        load_config(None, ["eval.ks=[0, 10]"])
+    with pytest.raises(ConfigError, match=r"model\.nextitnet\.dilations=0: must be >= 1"):
+        load_config(None, ["model.nextitnet.dilations=0"])  # one element, no brackets
+
+
+def test_range_edges_and_optional_values_are_accepted():
+    cfg = load_config(
+        None,
+        [
+            "train.epochs=0",
+            "train.patience=0",
+            "mesh.data=-1",
+            "model.gru4rec.dropout_hidden=0",
+            "model.cfgan.zr_ratio=1",
+            "optim.clip_norm=null",
+            "optim.learning_rate=.inf",  # the non-finite guard's tests diverge on purpose
+            "loss.n_sample=0",
+        ],
+    )
+    assert cfg.train.epochs == 0 and cfg.optim.clip_norm is None
+    with pytest.raises(ConfigError, match="must be in"):
+        load_config(None, ["model.gru4rec.dropout_hidden=1"])
+
+
+def test_out_of_range_value_in_a_file_names_file_and_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epochs: 3\n\nmodel:\n  gru4rec:\n    dropout_embed: -0.1\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}:6: model.gru4rec.dropout_embed=-0.1: must be in [0, 1)"
+    # An override of the same key is named as the override, not the file's line.
+    with pytest.raises(ConfigError) as e:
+        load_config(path, ["model.gru4rec.dropout_embed=2"])
+    assert str(e.value) == "--set model.gru4rec.dropout_embed=2: must be in [0, 1)"
+
+
+def test_every_default_and_shipped_config_lies_within_its_ranges(tmp_path):
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    paths = sorted((repo / "configs").glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        load_config(path)
+    path = tmp_path / "defaults.yaml"  # every field given: every default checked
+    path.write_text(yaml.safe_dump(to_dict(Config())))
+    assert load_config(path) == Config()
+
+
+def test_every_numeric_field_has_a_range():
+    import dataclasses
+    import typing
+
+    def walk(cls):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                yield from walk(tp)
+            elif {int, float} & {tp, *typing.get_args(tp)} and f.name != "min_rating":
+                yield cls.__name__, f.name, f.metadata.get("range")
+
+    missing = [(c, n) for c, n, r in walk(Config) if r is None]
+    assert missing == []  # data.min_rating: any rating scale
+
+
+def test_out_of_range_through_the_cli_is_one_line(tmp_path, capsys):
+    from jaxrec.cli import main
+
+    assert main(["train", "--workdir", str(tmp_path / "w"), "--set", "train.batch_size=0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "jaxrec: error: --set train.batch_size=0: must be >= 1\n"
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+
+def test_lists_that_need_a_value_refuse_an_empty_one():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["model.gru4rec.layers=[]"])
+    assert str(e.value) == "--set model.gru4rec.layers=[]: needs at least one value, e.g. [100]"
+    with pytest.raises(ConfigError, match=r"eval\.ks=\[\]: needs at least one value"):
+        load_config(None, ["eval.ks=[]"])
+    cfg = load_config(None, ["model.nextitnet.length_buckets=[]"])  # () = no buckets
+    assert cfg.model.nextitnet.length_buckets == ()

@@ -12,6 +12,7 @@ from tiny import FAMILIES, overrides
 
 from jaxrec import cli, evaluation, trainer
 from jaxrec.config import load_config
+from jaxrec.data import splits
 from jaxrec.export import export_run
 from jaxrec.scorer import ScorerError, UnknownIdError, exported_score, load_scorer
 from jaxrec.workdir import open_trained
@@ -263,7 +264,8 @@ def test_cli_export_recommend_and_embed(exported, tmp_path):
     vectors = np.array(table["vector"], dtype=np.float32)
     user_rows = np.flatnonzero(kinds == "user")
     u0 = int(np.flatnonzero(run.data.user_vocab == table["id"][user_rows[0]])[0])
-    ids, mask = hist.padded(np.array([u0], np.int32), 16)
+    # a user's representation reads the whole history, as `recommend` serves
+    ids, mask = splits.history(run.split).padded(np.array([u0], np.int32), 16)
     want = jax.jit(run.task.represent)(best, np.array([u0], np.int32), ids, mask)
     np.testing.assert_allclose(vectors[user_rows[0]], np.asarray(want)[0], rtol=1e-5, atol=1e-6)
 
