@@ -120,7 +120,9 @@ def test_workdir_commands_reproduce_what_train_printed(model, validation, tmp_pa
     served = tmp_path / "serve.csv"
     assert main(_argv("recommend", "--workdir", wd, "--k", 5, "--out", served)) == 0
     meta = json.loads(served.with_name("serve.csv.json").read_text())
-    assert meta["stage"] == "all" and meta["parameters"]["parameters"] == ("best" if validation else "last")
+    assert meta["stage"] == "all" and meta["parameters"]["parameters"] == (
+        "best" if validation else "last"
+    )
     lists = _lists(_read_csv(served))
     assert main(_argv("export", "--workdir", wd, "--out", tmp_path / "art", "--max-k", 5)) == 0
     scorer = load_scorer(tmp_path / "art")
@@ -174,3 +176,123 @@ def _lists_gen(path) -> dict[str, list[str]]:
     for r in _read_csv(path):
         out.setdefault(r["user"], []).append(r["item"])
     return out
+
+
+def _csv_log(path, seed=0):
+    """A `user,item,timestamp` CSV with string ids (`user-007`, `item-000`…), chronological."""
+    from jaxrec.data import synthetic
+
+    data = synthetic.generate(80, 40, 8, 4, seed)
+    lines = ["user,item,timestamp"]
+    for u, i, t in zip(data.user_ids, data.item_ids, data.timestamps, strict=True):
+        lines.append(f"user-{u:03d},item-{i:03d},{int(t)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _train_on(path, wd, *flags, sets=()):
+    sets = [f"data.source={path}", "data.format=csv", "model.gru4rec.layers=[16]",
+            "loss.n_sample=16", "train.batch_size=16", "train.epochs=1",
+            "eval.protocols=[full]", "eval.baselines=[]", *sets]  # fmt: skip
+    return main(_argv("train", "--workdir", wd, *flags, sets=sets))
+
+
+def test_a_data_file_edited_after_training_never_shifts_ids(tmp_path, capsys):
+    """Renaming an item in the file: export keeps the trained item list, recommend maps the
+    histories through the saved vocabularies and reports the unknown item, evaluate and a
+    resumed train refuse with what changed; no checkpoint is ever taken for corrupt."""
+    path = _csv_log(tmp_path / "log.csv")
+    wd = tmp_path / "work"
+    assert _train_on(path, wd) == 0
+    saved_items = np.load(wd / "vocab.npz", allow_pickle=False)["items"]
+    before = tmp_path / "before.csv"
+    assert main(_argv("recommend", "--workdir", wd, "--out", before)) == 0
+    capsys.readouterr()
+
+    path.write_text(
+        path.read_text().replace("item-000", "item-zzz")
+    )  # every id after it would shift
+    assert main(_argv("export", "--workdir", wd, "--out", tmp_path / "art")) == 0
+    err = capsys.readouterr().err
+    assert "data changed since training" in err and "log.csv" in err and "'item-zzz'" in err
+    assert load_scorer(tmp_path / "art").item_vocab.tolist() == saved_items.tolist()
+
+    after = tmp_path / "after.csv"
+    assert main(_argv("recommend", "--workdir", wd, "--out", after)) == 0
+    assert "1 items unknown to the workdir" in capsys.readouterr().err
+    old, new = _lists(_read_csv(before)), _lists(_read_csv(after))
+    log = [line.split(",") for line in path.read_text().splitlines()[1:]]
+    touched = {u for u, i, _ in log if i == "item-zzz"}
+    untouched = [u for u in old if u not in touched]
+    assert untouched and all(new[u] == old[u] for u in untouched)  # same ids, same lists
+    assert set().union(*map(set, new.values())) <= set(saved_items.tolist())
+
+    assert main(_argv("evaluate", "--workdir", wd)) == 2
+    assert "the data changed since training" in capsys.readouterr().err
+    assert _train_on(path, wd) == 2
+    err = capsys.readouterr().err
+    assert "trained on other data" in err and "log.csv" in err
+    assert not (tmp_path / "work" / "checkpoints.corrupt").exists()
+
+
+def test_a_new_item_refuses_resuming_unless_forced_and_never_quarantines(tmp_path, capsys):
+    path = _csv_log(tmp_path / "log.csv")
+    wd = tmp_path / "work"
+    assert _train_on(path, wd) == 0
+    with open(path, "a") as f:
+        f.write("user-000,item-new,999999\n")
+    capsys.readouterr()
+    assert _train_on(path, wd) == 2
+    assert "bytes" in capsys.readouterr().err  # says what changed: the file's size
+    assert _train_on(path, wd, "--force") == 0  # continues on the new events, saved ids
+    out = capsys.readouterr().out
+    assert "continuing on changed data" in out and "'item-new'" in out
+    assert not (wd / "checkpoints.corrupt").exists()
+
+
+def test_a_run_that_fails_to_load_its_data_claims_nothing(tmp_path, capsys):
+    """The corrected command is not refused as 'a different config'."""
+    wd = tmp_path / "work"
+    assert _train_on(tmp_path / "missing.csv", wd) == 2
+    assert not (wd / "config.yaml").exists()
+    capsys.readouterr()
+    assert _train_on(_csv_log(tmp_path / "log.csv"), wd) == 0
+
+
+def test_an_unfinished_run_is_refused_unless_the_newest_checkpoint_is_asked_for(tmp_path, capsys):
+    import shutil
+
+    path = _csv_log(tmp_path / "log.csv")
+    wd = tmp_path / "work"
+    sets = ["train.epochs=2", "train.checkpoint_every=1", "train.keep_checkpoints=2"]
+    assert _train_on(path, wd, sets=sets) == 0
+    # keep only the first epoch's checkpoint: a run stopped after epoch 1 of 2
+    steps = sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(steps) == 2
+    shutil.rmtree(wd / "checkpoints" / str(steps[-1]))
+    capsys.readouterr()
+    out = tmp_path / "r.csv"
+    assert main(_argv("recommend", "--workdir", wd, "--out", out)) == 2
+    assert "training has not finished" in capsys.readouterr().err
+    assert main(_argv("recommend", "--workdir", wd, "--out", out, "--newest-checkpoint")) == 0
+    assert "has not finished" in capsys.readouterr().out
+    meta = json.loads(out.with_name("r.csv.json").read_text())["parameters"]
+    assert meta["finished"] is False and meta["epoch"] == 1
+
+
+def test_recommend_for_chosen_users_and_a_missing_out_folder(tmp_path, capsys):
+    path = _csv_log(tmp_path / "log.csv")
+    wd = tmp_path / "work"
+    assert _train_on(path, wd) == 0
+    out = tmp_path / "r.csv"
+    users = tmp_path / "users.txt"
+    users.write_text("user-003\nuser-010\nnobody\n")
+    capsys.readouterr()
+    assert main(_argv("recommend", "--workdir", wd, "--users", users, "--out", out)) == 0
+    assert "'nobody'" in capsys.readouterr().err
+    assert sorted(_lists(_read_csv(out))) == ["user-003", "user-010"]
+    argv = _argv("recommend", "--workdir", wd, "--users", "user-005", "--out", out)
+    assert main(argv) == 0 and list(_lists(_read_csv(out))) == ["user-005"]
+    missing = tmp_path / "no" / "r.csv"
+    assert main(_argv("recommend", "--workdir", wd, "--out", missing)) == 2
+    assert "does not exist" in capsys.readouterr().err
