@@ -240,14 +240,13 @@ def _chosen_users(spec: str | None, run, candidates):
 
     if spec is None:
         return candidates, []
+    from jaxrec.data.interactions import lookup_ids
+
     path = Path(spec)
     raw = path.read_text().split() if path.is_file() else [x for x in spec.split(",") if x]
-    vocab = run.data.user_vocab
-    index = {str(u): i for i, u in enumerate(vocab.tolist())} if len(raw) else {}
-    known = [index[u] for u in raw if u in index]
-    unknown = [u for u in raw if u not in index]
-    chosen = np.intersect1d(np.asarray(known, np.int32), candidates)
-    return chosen.astype(np.int32), unknown
+    dense = lookup_ids(run.data.user_vocab.astype(str), np.asarray(raw, dtype=str))
+    unknown = [u for u, d in zip(raw, dense.tolist(), strict=True) if d < 0]
+    return np.intersect1d(dense[dense >= 0], candidates).astype(np.int32), unknown
 
 
 def cmd_recommend(args) -> None:
@@ -264,8 +263,10 @@ def cmd_recommend(args) -> None:
     trained = _open(args)
     run = trained.run
     stage = args.split or "all"
-    inputs = splits.history(run.split) if stage == "all" else run.split.stage(stage)[0]
-    candidates = np.flatnonzero(inputs.lengths > 0).astype(np.int32)
+    if stage == "all":  # every user with a history
+        candidates = np.flatnonzero(splits.history(run.split).lengths > 0).astype(np.int32)
+    else:  # exactly the users the stage's evaluation scores
+        candidates = run.split.eval_users(stage)
     users, unknown = _chosen_users(args.users, run, candidates)
     if unknown:
         shown = ", ".join(map(repr, unknown[:5]))

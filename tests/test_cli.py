@@ -83,8 +83,9 @@ def test_train_evaluate_recommend_end_to_end(tmp_path, capsys):
     for u, i, rank, score in rows:
         by_user.setdefault(u, []).append((int(rank), i, float(score)))
     assert len(by_user) == 120
-    # history the protocol excludes for --split test: train + the validation item
+    # the default lists serve from the whole history and exclude all of it
     from jaxrec.config import load_config
+    from jaxrec.data import splits
     from jaxrec.data.load import load_split
 
     data, split = load_split(load_config(wd / "config.yaml").data)
@@ -93,8 +94,65 @@ def test_train_evaluate_recommend_end_to_end(tmp_path, capsys):
         assert [r for r, _, _ in recs] == [1, 2, 3, 4, 5]
         scores = [s for _, _, s in recs]
         assert scores == sorted(scores, reverse=True)
-        seen = set(data.item_vocab[split.test_input.row(user_index[u])])
+        seen = set(data.item_vocab[splits.history(split).row(user_index[u])])
+        assert seen >= set(data.item_vocab[split.test_target.row(user_index[u])])
         assert not seen & {i for _, i, _ in recs}
+
+
+def _tensorboard_scalars(folder):
+    """{tag: [(step, value)]} from the TensorBoard event files in `folder` (TFRecord framing:
+    length u64, its crc u32, the Event proto, its crc u32)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = {}
+    for path in folder.glob("events.out.tfevents.*"):
+        raw = path.read_bytes()
+        pos = 0
+        while pos < len(raw):
+            (n,) = struct.unpack("<Q", raw[pos : pos + 8])
+            event = event_pb2.Event.FromString(raw[pos + 12 : pos + 12 + n])
+            pos += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_tensorboard_gets_one_test_tag_per_system_and_protocol_at_the_final_step(tmp_path):
+    wd = tmp_path / "run"
+    assert main(["train", "--workdir", str(wd), *_sets(["train.epochs=1"])]) == 0
+    scalars = _tensorboard_scalars(wd / "tensorboard")
+    results = json.loads((wd / "results.json").read_text())
+    step = results["parameters"]["step"]
+    for r in results["results"]:
+        tag = f"final_test/{r['system']}/{r['protocol']}/ndcg@10"
+        assert scalars[tag] == [(step, pytest.approx(r["ndcg@10"]))], tag
+    assert "test/ndcg@10" not in scalars  # no longer every system under one tag
+
+
+def test_version_help_and_the_workdir_on_a_first_run(tmp_path, capsys):
+    assert main(["train", "--workdir", str(tmp_path / "w"), *_sets(["train.epochs=0"])]) == 0
+    assert f"workdir: {tmp_path / 'w'}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("jaxrec ")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "bench" in text and "benchmark suites" in text
+    with pytest.raises(SystemExit):
+        main(["recommend", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 10)" in text and "--users" in text and "--newest-checkpoint" in text
+
+
+def test_sequential_model_on_a_log_without_timestamps_says_so(tmp_path, capsys):
+    lines = ["user,item"] + [f"u{u},i{(u * 3 + k) % 17}" for u in range(30) for k in range(6)]
+    (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
+    sets = [f"data.source={tmp_path / 'log.csv'}", "train.epochs=0", "eval.baselines=[]"]
+    assert main(["train", "--workdir", str(tmp_path / "w"), *_sets(sets)]) == 0
+    assert "no timestamp column" in capsys.readouterr().out
 
 
 def test_data_stats(tmp_path, capsys):

@@ -272,8 +272,8 @@ def remap(data: Interactions, user_vocab: np.ndarray, item_vocab: np.ndarray):
     if np.array_equal(data.user_vocab, user_vocab) and np.array_equal(data.item_vocab, item_vocab):
         return data, None
     user_map, item_map = (
-        _lookup_or_missing(user_vocab, data.user_vocab),
-        _lookup_or_missing(item_vocab, data.item_vocab),
+        lookup_ids(user_vocab, data.user_vocab),
+        lookup_ids(item_vocab, data.item_vocab),
     )
     users, items = user_map[data.user_ids], item_map[data.item_ids]
     keep = (users >= 0) & (items >= 0)
@@ -299,7 +299,7 @@ def remap(data: Interactions, user_vocab: np.ndarray, item_vocab: np.ndarray):
     return out, report
 
 
-def _lookup_or_missing(vocab: np.ndarray, raw: np.ndarray) -> np.ndarray:
+def lookup_ids(vocab: np.ndarray, raw: np.ndarray) -> np.ndarray:
     """Dense id in `vocab` of each raw id, -1 where it is not there → int32 [len(raw)]."""
     if len(vocab) == 0:
         return np.full(len(raw), -1, np.int32)
