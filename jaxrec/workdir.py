@@ -340,13 +340,14 @@ def describe_params(meta: dict, cfg: Config, step: int, finished: bool) -> dict:
     """Which parameters a workdir's commands use, as recorded with the checkpoint: the best
     by validation where a validation stage picked them, else the last ones."""
     if meta.get("best") is None:
-        out = {"parameters": "last", "epoch": int(meta["epoch"]), "step": step,
+        out = {"parameters": "last", "epoch": int(meta["epoch"]), "checkpoint_step": step,
                "text": f"the last parameters (epoch {meta['epoch']}, step {step}; no "
                        "validation stage picked an epoch)"}  # fmt: skip
     else:
         on = cfg.eval.select_on
         where = "validation" if on == "valid" else "the TEST set (the authors' protocol)"
-        out = {"parameters": "best", "epoch": int(meta["best_epoch"]), "selected_on": on,
+        out = {"parameters": "best", "epoch": int(meta["best_epoch"]), "checkpoint_step": step,
+               "selected_on": on,
                "metric": cfg.eval.metric,
                "text": f"the best parameters by {cfg.eval.metric} on {where} (epoch "
                        f"{meta['best_epoch']} of {meta['epoch']})"}  # fmt: skip
