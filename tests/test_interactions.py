@@ -151,3 +151,21 @@ def test_describe_bins_continuous_ratings():
     stats = describe(Interactions.from_raw(np.zeros(50, int), np.arange(50), ratings=scores))
     assert len(stats["ratings"]) == 10 and sum(stats["ratings"].values()) == 50
     assert next(iter(stats["ratings"])) == "[0, 0.1)" and list(stats["ratings"])[-1] == "[0.9, 1]"
+
+
+def test_remap_looks_ids_up_in_saved_vocabularies_and_reports_the_rest():
+    from jaxrec.data.interactions import remap
+
+    saved_users, saved_items = np.array(["a", "b", "c"]), np.array(["x", "y", "z"])
+    now = Interactions.from_raw(
+        np.array(["a", "b", "b", "d"]), np.array(["y", "x", "w", "z"]), np.arange(4.0)
+    )
+    out, report = remap(now, saved_users, saved_items)
+    assert out.user_vocab.tolist() == ["a", "b", "c"] and out.item_vocab.tolist() == ["x", "y", "z"]
+    assert list(zip(out.user_ids.tolist(), out.item_ids.tolist())) == [(0, 1), (1, 0)]
+    assert report["unknown_users"] == 1 and report["unknown_user_examples"] == ["d"]
+    assert report["unknown_items"] == 1 and report["unknown_item_examples"] == ["w"]
+    assert report["dropped_events"] == 2  # (b, w) and (d, z)
+    assert report["absent_users"] == 1 and report["absent_items"] == 1  # c and z
+    same, none = remap(out, saved_users, saved_items)
+    assert none is None and same is out

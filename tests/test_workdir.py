@@ -296,3 +296,41 @@ def test_recommend_for_chosen_users_and_a_missing_out_folder(tmp_path, capsys):
     missing = tmp_path / "no" / "r.csv"
     assert main(_argv("recommend", "--workdir", wd, "--out", missing)) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["irgan", "multvae"])
+def test_presplit_files_without_validation_scored_from_the_raw_test_file(model, tmp_path):
+    """The GANs' protocol (train and test files, no validation file): evaluate reproduces
+    train's figures, and the recommend CSV scored against the test file itself (read here
+    as text, no jaxrec code) gives them too."""
+    from jaxrec.data import synthetic
+
+    data = synthetic.generate(90, 50, 10, 4, 1)
+    train, test = ["user\titem"], ["user\titem"]
+    for u in range(data.num_users):
+        items = data.item_ids[data.user_ids == u]
+        for k, i in enumerate(dict.fromkeys(items.tolist())):  # distinct items, as IRGAN's
+            (test if k % 5 == 4 else train).append(f"u{u}\tv{i}")
+    (tmp_path / "train.tsv").write_text("\n".join(train) + "\n")
+    (tmp_path / "test.tsv").write_text("\n".join(test) + "\n")
+    sets = [*overrides(model, tmp_path, None), "data.split=presplit", "data.format=csv",
+            f"data.source={tmp_path / 'train.tsv'}", f"data.test_source={tmp_path / 'test.tsv'}",
+            "eval.ks=[3,5]", "train.epochs=2"]  # fmt: skip
+    wd = tmp_path / "work"
+    assert main(_argv("train", "--workdir", wd, sets=sets)) == 0
+    saved = json.loads((wd / "results.json").read_text())
+    assert saved["parameters"]["parameters"] == "last"
+    full = next(r for r in saved["results"] if r["system"] == model and r["protocol"] == "full")
+    ev_path = tmp_path / "ev.json"
+    assert main(_argv("evaluate", "--workdir", wd, "--out", ev_path)) == 0
+    assert _metrics_only(json.loads(ev_path.read_text())["results"][0]) == _metrics_only(full)
+    out = tmp_path / "test.csv"
+    assert main(_argv("recommend", "--workdir", wd, "--split", "test", "--k", 5, "--out", out)) == 0
+    targets: dict[str, list[str]] = {}
+    for line in test[1:]:
+        u, i = line.split("\t")
+        targets.setdefault(u, []).append(i)
+    got, n = independent_metrics(_lists(_read_csv(out)), targets, (3, 5), "min")
+    assert n == full["num_users"]
+    for name, value in got.items():
+        assert value == pytest.approx(full[name], rel=1e-5, abs=1e-6), name

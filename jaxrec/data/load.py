@@ -112,13 +112,15 @@ def _onto(data: Interactions, vocab, reports: list) -> Interactions:
 
 
 def _merge(reports: list[dict]) -> dict | None:
+    """One report for every file read; None when every id mapped and every saved id has
+    events (presplit files each hold only part of the vocabulary: only the union counts)."""
     if not reports:
         return None
     out = dict(reports[0])
     for r in reports[1:]:
         for k, v in r.items():
             out[k] = out[k] + v if isinstance(v, int) else (out[k] + v)[:5]
-    return out
+    return out if any(v for k, v in out.items() if isinstance(v, int)) else None
 
 
 def _load_split(cfg: DataConfig, vocab) -> tuple[Interactions, splits.Split, dict | None]:
@@ -134,12 +136,12 @@ def _load_split(cfg: DataConfig, vocab) -> tuple[Interactions, splits.Split, dic
         split = splits.presplit(train, valid, test, test_input=cfg.test_input)
         parts = (train, test) if valid is None else (train, valid, test)
         aligned = splits.align_vocab(*parts)[0]  # the vocabulary the split uses
-        if vocab is not None and reports:  # absent counts are per file; over all three:
-            merged = _merge(reports)
-            merged["absent_users"] = split.num_users - int(np.count_nonzero(_any_row(split, 0)))
-            merged["absent_items"] = split.num_items - int(np.count_nonzero(_any_row(split, 1)))
-            return aligned, split, merged
-        return aligned, split, None
+        if reports:  # absent counts are per file; over all of them:
+            for r in reports:
+                r["absent_users"] = r["absent_items"] = 0
+            reports[0]["absent_users"] = split.num_users - int(_any_row(split, 0).sum())
+            reports[0]["absent_items"] = split.num_items - int(_any_row(split, 1).sum())
+        return aligned, split, _merge(reports)
     for name in ("valid_source", "test_source"):
         if getattr(cfg, name) is not None:
             raise ConfigError(f"data.{name} is read only with data.split=presplit")
