@@ -267,11 +267,8 @@ VOCAB_FILE = "vocab.npz"
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def file_identity(files: dict[str, Path]) -> dict[str, dict]:
