@@ -1,8 +1,10 @@
 """`train_and_evaluate(cfg, workdir)`: one loop for every model family.
 
 mesh → sharded state → compiled step → loop over the grain iterator → periodic validation
-with early stopping → orbax checkpoints → test with the best parameters, beside the
-baselines. Rerunning the same command in the same workdir resumes from the newest checkpoint.
+with early stopping → orbax checkpoints → test, beside the baselines, with the best
+parameters by validation (the last ones where no validation stage exists); the workdir
+commands use the same (`workdir.open_trained`). Rerunning the same command in the same
+workdir resumes from the newest checkpoint.
 """
 
 from __future__ import annotations
