@@ -112,12 +112,15 @@ def verify_manifest(step_dir: Path) -> str | None:
 class Checkpointer:
     """Keep-last-N checkpoints in `directory`; every checkpoint also holds the best params."""
 
-    def __init__(self, directory: str | Path, keep: int = 2):
+    def __init__(self, directory: str | Path, keep: int = 2, read_only: bool = False):
+        """read_only: for readers beside a possibly running `jaxrec train` (the workdir
+        commands): nothing is written, cleaned up or deleted."""
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(max(1, keep)),
-            cleanup_tmp_directories=True,
+            cleanup_tmp_directories=not read_only,
             enable_async_checkpointing=True,
+            read_only=read_only,
         )
         self.manager = ocp.CheckpointManager(
             self.directory,

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from jaxrec.errors import ConfigError, JaxrecError
 
-_DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
+
+class _DEFAULTS(argparse.HelpFormatter):
+    """Help with each option's default, where it has a meaningful one (not None/False)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, [], argparse.SUPPRESS) and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,6 +163,8 @@ def _check_out(path: str) -> Path:
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
         raise ConfigError(f"--out {path}: the folder {folder} does not exist; create it first")
+    if out.is_dir():
+        raise ConfigError(f"--out {path} is a folder; give a file path")
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"--out {path}: the folder {folder} is not writable")
     return out
@@ -174,9 +184,9 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     from jaxrec import evaluation, trainer
 
+    out = _check_out(args.out) if args.out else None
     trained = _open(args)
-    changed = trained.info["data_changes"] or trained.info["remap"]
-    if changed:
+    if trained.info["data_changes"]:
         raise ConfigError(
             f"{args.workdir}: the data changed since training (see the warnings above), so "
             "evaluating would re-split other events and not reproduce the trained protocol; "
@@ -185,14 +195,10 @@ def cmd_evaluate(args) -> None:
     results = trainer.evaluate_params(trained.run, trained.params, args.split)
     for r in results:
         print(evaluation.format_metrics(r))
-    if args.out:
+    if out is not None:
         doc = {"split": trained.run.split.name, "stage": args.split, "results": results,
-               "parameters": _plain_info(trained.info)}  # fmt: skip
-        _check_out(args.out).write_text(json.dumps(doc, indent=2, default=float))
-
-
-def _plain_info(info: dict) -> dict:
-    return {k: v for k, v in info.items() if k != "remap"} | {"remap": info.get("remap")}
+               "parameters": trained.info}  # fmt: skip
+        out.write_text(json.dumps(doc, indent=2, default=float))
 
 
 def _write_recommendations(path: Path, users, items, scores) -> None:
@@ -271,8 +277,12 @@ def cmd_recommend(args) -> None:
     if unknown:
         shown = ", ".join(map(repr, unknown[:5]))
         _warn(f"--users: {len(unknown)} users are not in the workdir's data ({shown}); skipped")
-    if args.users and len(users) == 0:
-        raise ConfigError(f"--users {args.users}: none of these users has a history to serve")
+    if len(users) == 0:
+        raise ConfigError(
+            f"--users {args.users}: none of these users is served at this stage"
+            if args.users
+            else f"{args.workdir}: the {stage} stage has no users to list"
+        )
     e = run.cfg.eval
     ids, scores = evaluation.recommend(
         trainer.score_fn(run, trained.params),
@@ -294,7 +304,7 @@ def cmd_recommend(args) -> None:
     )
     meta = {"workdir": str(Path(args.workdir).absolute()), "model": run.cfg.model.name,
             "lists": what, "stage": stage, "k": args.k, "users": len(users),
-            "unknown_users": unknown, "parameters": _plain_info(trained.info)}  # fmt: skip
+            "unknown_users": unknown, "parameters": trained.info}  # fmt: skip
     out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2, default=float))
     print(f"wrote top-{args.k} for {len(users)} users to {out} ({what})")
 

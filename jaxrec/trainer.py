@@ -26,7 +26,6 @@ from jaxrec import baselines, evaluation, host_memory, sharding
 from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoint import Checkpointer, crash_point
 from jaxrec.config import Config
-from jaxrec.data.interactions import describe_remap
 from jaxrec.data.load import load_split_onto, source_files
 from jaxrec.errors import CheckpointError, ConfigError, JaxrecError
 from jaxrec.reporting import MetricWriter, results_table
@@ -60,7 +59,7 @@ def prepare(cfg: Config, vocab=None) -> Run:
     data, split, remap = load_split_onto(cfg.data, vocab)
     mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.model)
     sharding.check_divisible(mesh, cfg.train.batch_size)
-    task = build_task(cfg, split)
+    task = build_task(cfg, split, events=data)
     init_key = jax.random.fold_in(jax.random.key(cfg.train.seed), 0)
     abstract = jax.eval_shape(task.init_state, init_key)
     shardings = sharding.logical_shardings(mesh, abstract)
@@ -196,27 +195,26 @@ def train_and_evaluate(cfg: Config, workdir: str | Path, *, force: bool = False)
     owner = jax.process_index() == 0
     lock = workdir_lib.claim(workdir, cfg, force, owner=owner)
     try:
-        run = _prepare_in(workdir, cfg, force, owner)
-        return _train_locked(run, workdir)
+        run, record = _prepare_in(workdir, cfg, force, owner)
+        return _train_locked(run, workdir, record)
     finally:
         lock.release()
 
 
-def _prepare_in(workdir: Path, cfg: Config, force: bool, owner: bool) -> Run:
-    """`prepare`, in a workdir that may hold a run: resuming maps the data through the saved
-    vocabularies (a changed file must not renumber the ids a checkpoint was trained on) and
-    is refused, unless forced, when the data changed. Only then is the workdir recorded as
-    this run's (config, data identity, vocabularies): a run that fails to load its data
-    leaves the workdir as it was."""
+def _prepare_in(workdir: Path, cfg: Config, force: bool, owner: bool):
+    """`prepare`, in a workdir that may hold a run → (run, record). Resuming maps the data
+    through the saved vocabularies (a changed file must not renumber the ids a checkpoint
+    was trained on) and is refused, unless forced, when the data changed. `record()` writes
+    the workdir's config, data identity and vocabularies: at once for a new run (after its
+    data loaded: a run that fails to load leaves the workdir as it was), after the restore
+    for a resumed one (a failed forced resume leaves the old record)."""
     say = print if owner else (lambda *a, **k: None)
     resuming = workdir_lib.has_checkpoints(workdir)
     vocab = workdir_lib.saved_vocab(workdir) if resuming else None
     run = prepare(cfg, vocab=vocab)
     files = source_files(cfg.data)
     if resuming:
-        changes = workdir_lib.data_changes(workdir, files)
-        if run.remap is not None:
-            changes.append(f"ids: {describe_remap(run.remap)}")
+        changes = workdir_lib.changed_data(workdir, files, run.remap)
         if changes and not force:
             raise CheckpointError(
                 f"{workdir} was trained on other data: {'; '.join(changes)}. Resuming would "
@@ -228,18 +226,23 @@ def _prepare_in(workdir: Path, cfg: Config, force: bool, owner: bool) -> Run:
             say(f"warning: continuing on changed data (--force): {line}")
     else:
         say(f"workdir: {workdir.absolute()}")
-    if owner:
-        workdir_lib.record(workdir, cfg, files, run.data)
+
+    def record():
+        if owner:
+            workdir_lib.record(workdir, cfg, files, run.data)
+
+    if not resuming:
+        record()
     if run.data.timestamps is None and FAMILIES[cfg.model.name] in ("sequential", "cnn"):
         say(
             f"WARNING: {run.data.source} has no timestamp column: {cfg.model.name} reads each "
             "user's events in FILE ORDER. If that order is not chronological the model learns "
             "from shuffled sequences; map a time column with data.columns.timestamp."
         )
-    return run
+    return run, (record if resuming else lambda: None)
 
 
-def _train_locked(run: Run, workdir: Path) -> dict:
+def _train_locked(run: Run, workdir: Path, record=lambda: None) -> dict:
     cfg = run.cfg
     say = print if jax.process_index() == 0 else (lambda *a, **k: None)
     data = run.data
@@ -256,8 +259,11 @@ def _train_locked(run: Run, workdir: Path) -> dict:
     iterator = iter(task.dataset(jax.process_index(), jax.process_count()))
     ckpt = Checkpointer(workdir / "checkpoints", tcfg.keep_checkpoints)
     meta = {"epoch": 0, "best": None, "best_epoch": 0, "bad_epochs": 0, "done": False}
+    stored_done = None
     if ckpt.latest_step() is not None:
         state, best, meta = ckpt.restore(state, best, iterator)
+        record()
+        stored_done = meta.get("done")
         # `--force --set train.epochs=N` extends a finished run; early stopping is final.
         meta["done"] = meta.get("early_stopped", False) or (
             meta["epoch"] >= tcfg.epochs and not meta.get("eval_pending")
@@ -417,7 +423,9 @@ def _train_locked(run: Run, workdir: Path) -> dict:
             bar.close()
             if meta["best"] is None:  # no validation ran (e.g. zero epochs): test the last params
                 best = state.params
-            if ckpt.latest_step() != int(state.step):
+            # Also when only `done` changed (a resume with fewer epochs): the workdir commands
+            # read "finished" from the newest checkpoint.
+            if ckpt.latest_step() != int(state.step) or meta["done"] != stored_done:
                 save()
             ckpt.close()
             try:
@@ -446,16 +454,18 @@ def report(run: Run, params, writer: MetricWriter, say, last=None, step: int = 0
     picked and the last epoch are reported, each row named for what it is.
     """
     model = run.cfg.model.name
+    tags: dict[str, str] = {}  # TensorBoard names of the labelled rows
     if last is None:
         rows = [(model, r) for r in evaluate_params(run, params, "test")]
     else:
         last_params, best_epoch = last
         picked = f"{model} (epoch {best_epoch}, picked on test)"
+        tags = {picked: f"{model}_picked_on_test", f"{model} (last epoch)": f"{model}_last"}
         rows = [(picked, r) for r in evaluate_params(run, params, "test")]
         rows += [(f"{model} (last epoch)", r) for r in evaluate_params(run, last_params, "test")]
     rows += evaluate_baselines(run, "test")
-    for name, r in rows:
-        tag = f"final_test/{name}/{r['protocol']}".replace(" ", "_")
+    for name, r in rows:  # tags stay the same from run to run (no epoch numbers)
+        tag = f"final_test/{tags.get(name, name)}/{r['protocol']}"
         writer.write(step, {"system": name, **r}, "test", tensorboard_prefix=tag)
     ks = run.cfg.eval.ks[:3]
     # One target per user (leave-one-out): HR/NDCG/MRR; several (held-out sets): Recall/NDCG/P.

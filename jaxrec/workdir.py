@@ -333,6 +333,17 @@ def data_changes(workdir: Path, files: dict[str, Path]) -> list[str]:
     return changes
 
 
+def changed_data(workdir: Path, files: dict[str, Path], remap: dict | None) -> list[str]:
+    """`data_changes`, and for a workdir recorded before data.json existed, whether the ids
+    did not map onto the saved vocabularies. Once data.json exists, files that match it are
+    the data the checkpoints were trained on, even where some ids did not map (a run forced
+    onto changed data trained on them mapped so)."""
+    changes = data_changes(workdir, files)
+    if remap is not None and not (Path(workdir) / DATA_FILE).exists():
+        changes.append(f"ids: {describe_remap(remap)}")
+    return changes
+
+
 def describe_params(meta: dict, cfg: Config, step: int, finished: bool) -> dict:
     """Which parameters a workdir's commands use, as recorded with the checkpoint: the best
     by validation where a validation stage picked them, else the last ones."""
@@ -386,13 +397,13 @@ def open_trained(workdir, *, newest: bool = False, warn=None) -> Trained:
         raise CheckpointError(f"{workdir}: no checkpoint yet; run `jaxrec train` first")
     cfg = load_config(path)
     run = trainer.prepare(cfg, vocab=saved_vocab(workdir))
-    changes = data_changes(workdir, source_files(cfg.data))
+    changes = changed_data(workdir, source_files(cfg.data), run.remap)
     if warn is not None:
         for line in changes:
             warn(f"the data changed since training: {line}")
         if run.remap is not None:
             warn(f"ids are looked up in the workdir's vocabularies: {describe_remap(run.remap)}")
-    ckpt = Checkpointer(workdir / "checkpoints")
+    ckpt = Checkpointer(workdir / "checkpoints", read_only=True)
     try:
         params, meta, step = ckpt.restore_tested(run.state)
     finally:

@@ -128,7 +128,7 @@ def test_tensorboard_gets_one_test_tag_per_system_and_protocol_at_the_final_step
     for r in results["results"]:
         tag = f"final_test/{r['system']}/{r['protocol']}/ndcg_10"  # tensorboardX: @ -> _
         assert scalars[tag] == [(step, pytest.approx(r["ndcg@10"]))], tag
-    assert "test/ndcg_10" not in scalars  # no longer every system under one tag
+    assert "test/ndcg_10" not in scalars  # one tag per system, not all systems under one
 
 
 def test_version_help_and_the_workdir_on_a_first_run(tmp_path, capsys):

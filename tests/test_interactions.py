@@ -162,7 +162,7 @@ def test_remap_looks_ids_up_in_saved_vocabularies_and_reports_the_rest():
     )
     out, report = remap(now, saved_users, saved_items)
     assert out.user_vocab.tolist() == ["a", "b", "c"] and out.item_vocab.tolist() == ["x", "y", "z"]
-    assert list(zip(out.user_ids.tolist(), out.item_ids.tolist())) == [(0, 1), (1, 0)]
+    assert list(zip(out.user_ids.tolist(), out.item_ids.tolist(), strict=True)) == [(0, 1), (1, 0)]
     assert report["unknown_users"] == 1 and report["unknown_user_examples"] == ["d"]
     assert report["unknown_items"] == 1 and report["unknown_item_examples"] == ["w"]
     assert report["dropped_events"] == 2  # (b, w) and (d, z)

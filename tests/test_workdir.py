@@ -167,7 +167,6 @@ def test_generate_draws_from_the_trained_generator(model, sets, tmp_path, rating
         report = compare(real, top, [history.row(u) for u in cond], run.data.num_items)
         return report["mean_jaccard_with_condition"]
 
-    # measured: CFGAN 0.120 vs 0.053, IRGAN 0.124 vs 0.060 (8 fake CPU devices: same draws)
     assert overlap(trained.params) > 1.5 * overlap(run.state.params)
 
 
@@ -233,21 +232,77 @@ def test_a_data_file_edited_after_training_never_shifts_ids(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "trained on other data" in err and "log.csv" in err
     assert not (tmp_path / "work" / "checkpoints.corrupt").exists()
+    assert (tmp_path / "work" / "checkpoints").is_dir()
+
+
+def _stopped_after_epoch_1_of_2(path, wd):
+    """Train 2 epochs, then drop the newest checkpoint: a run stopped after epoch 1."""
+    import shutil
+
+    sets = ["train.epochs=2", "train.checkpoint_every=1", "train.keep_checkpoints=2"]
+    assert _train_on(path, wd, sets=sets) == 0
+    steps = sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(steps) == 2
+    shutil.rmtree(wd / "checkpoints" / str(steps[-1]))
+    (wd / "results.json").unlink()
+    return sets
 
 
 def test_a_new_item_refuses_resuming_unless_forced_and_never_quarantines(tmp_path, capsys):
+    """An unfinished run whose file gained an item: resuming is refused with what changed;
+    --force trains the rest on the new events through the saved ids (the unknown item
+    skipped), after which the same command and the workdir commands accept the data."""
+    import warnings
+
+    from jaxrec.checkpoint import CorruptCheckpointWarning
+
     path = _csv_log(tmp_path / "log.csv")
     wd = tmp_path / "work"
-    assert _train_on(path, wd) == 0
+    sets = _stopped_after_epoch_1_of_2(path, wd)
     with open(path, "a") as f:
         f.write("user-000,item-new,999999\n")
     capsys.readouterr()
-    assert _train_on(path, wd) == 2
-    assert "bytes" in capsys.readouterr().err  # says what changed: the file's size
-    assert _train_on(path, wd, "--force") == 0  # continues on the new events, saved ids
-    out = capsys.readouterr().out
-    assert "continuing on changed data" in out and "'item-new'" in out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptCheckpointWarning)
+        assert _train_on(path, wd, sets=sets) == 2
+        assert "bytes" in capsys.readouterr().err  # says what changed: the file's size
+        assert _train_on(path, wd, "--force", sets=sets) == 0
+        out = capsys.readouterr().out
+        assert "continuing on changed data" in out and "epoch 2:" in out
+        assert json.loads((wd / "results.json").read_text())["parameters"]["epoch"] >= 1
+        assert _train_on(path, wd, sets=sets) == 0  # the same command again: only tests
+        assert main(_argv("evaluate", "--workdir", wd)) == 0
+        assert "'item-new'" in capsys.readouterr().err  # still reported, never renumbered
     assert not (wd / "checkpoints.corrupt").exists()
+
+
+def test_autorec_maps_a_changed_ratings_file_through_the_saved_ids(tmp_path, ratings_file):
+    """AutoRec splits the ratings itself: from the run's mapped events, so a new user in
+    the file neither changes its shapes nor makes a checkpoint look corrupt."""
+    import warnings
+
+    from jaxrec.checkpoint import CorruptCheckpointWarning
+
+    sets = overrides("autorec", tmp_path, ratings_file)
+    wd = tmp_path / "work"
+    assert main(_argv("train", "--workdir", wd, sets=sets)) == 0
+    data = tmp_path / "u.data"
+    with open(data, "a") as f:
+        f.write("999\t1\t5\t999999\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CorruptCheckpointWarning)
+        out = tmp_path / "r.csv"
+        assert main(_argv("recommend", "--workdir", wd, "--out", out)) == 0
+        assert main(_argv("train", "--workdir", wd, "--force", sets=sets)) == 0
+    assert "999" not in {r["user"] for r in _read_csv(out)}
+
+
+def test_a_resume_with_fewer_epochs_marks_the_run_finished(tmp_path):
+    path = _csv_log(tmp_path / "log.csv")
+    wd = tmp_path / "work"
+    _stopped_after_epoch_1_of_2(path, wd)
+    assert _train_on(path, wd, "--force", sets=["train.epochs=1"]) == 0
+    assert main(_argv("recommend", "--workdir", wd, "--out", tmp_path / "r.csv")) == 0
 
 
 def test_a_run_that_fails_to_load_its_data_claims_nothing(tmp_path, capsys):
@@ -260,16 +315,9 @@ def test_a_run_that_fails_to_load_its_data_claims_nothing(tmp_path, capsys):
 
 
 def test_an_unfinished_run_is_refused_unless_the_newest_checkpoint_is_asked_for(tmp_path, capsys):
-    import shutil
-
     path = _csv_log(tmp_path / "log.csv")
     wd = tmp_path / "work"
-    sets = ["train.epochs=2", "train.checkpoint_every=1", "train.keep_checkpoints=2"]
-    assert _train_on(path, wd, sets=sets) == 0
-    # keep only the first epoch's checkpoint: a run stopped after epoch 1 of 2
-    steps = sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit())
-    assert len(steps) == 2
-    shutil.rmtree(wd / "checkpoints" / str(steps[-1]))
+    _stopped_after_epoch_1_of_2(path, wd)
     capsys.readouterr()
     out = tmp_path / "r.csv"
     assert main(_argv("recommend", "--workdir", wd, "--out", out)) == 2

@@ -64,8 +64,11 @@ FAMILIES = {
 }
 
 
-def build_task(cfg, split) -> Task:
-    """The task for `cfg.model.name`, bound to its config and the split it trains on."""
+def build_task(cfg, split, events=None) -> Task:
+    """The task for `cfg.model.name`, bound to its config and the split it trains on.
+
+    events: the loaded `Interactions` the split came from (ids as the run maps them); AutoRec
+    splits their ratings itself, and reads `cfg.data` again only when they are not given."""
     name = cfg.model.name
     if name not in FAMILIES:
         near = difflib.get_close_matches(name, FAMILIES, n=1)
@@ -74,4 +77,6 @@ def build_task(cfg, split) -> Task:
             f"model.name={name!r} is not a known model; {hint}available: {', '.join(FAMILIES)}"
         )
     module = importlib.import_module(f"jaxrec.tasks.{FAMILIES[name]}")
+    if name == "autorec":  # the one task that needs the events, not only the split
+        return module.build(cfg, split, events=events)
     return module.build(cfg, split)

@@ -218,12 +218,13 @@ def make_model(cfg, split):
     return model, "cdae", "dec"
 
 
-def build(cfg, split) -> Task:
-    """The autoencoder named by cfg.model.name, trained on the rows of `split.train`."""
+def build(cfg, split, events=None) -> Task:
+    """The autoencoder named by cfg.model.name, trained on the rows of `split.train`
+    (AutoRec: on its own split of `events`' ratings)."""
     if cfg.model.name == "autorec":
         from jaxrec.tasks import autorec
 
-        return autorec.build(cfg, split)
+        return autorec.build(cfg, split, events)
     model, kind, out_layer = make_model(cfg, split)
     B = cfg.train.batch_size
     train_users = int(np.count_nonzero(split.train.lengths))

@@ -202,11 +202,13 @@ def item_vectors(params, *, model, train_rows):
     return jax.nn.sigmoid(model.apply({"params": params}, r, method=lambda m, x: m.encoder(x)))
 
 
-def build(cfg, split) -> Task:
-    """I-AutoRec on a random split of the rating events of `cfg.data` (see module doc)."""
+def build(cfg, split, events=None) -> Task:
+    """I-AutoRec on a random split of the rating events (`events`, else read from
+    `cfg.data`; see module doc)."""
     del split  # the ranking split has no ratings; AutoRec makes its own (module doc)
     d = cfg.data
-    ratings = random_rating_split(load_interactions(d), d.valid_ratio, d.test_ratio, cfg.train.seed)
+    events = load_interactions(d) if events is None else events
+    ratings = random_rating_split(events, d.valid_ratio, d.test_ratio, cfg.train.seed)
     a = cfg.model.autorec
     model = AutoRec(ratings.num_users, a.hidden, jnp.dtype(cfg.model.compute_dtype))
     seqs, values = item_rows(ratings.train, ratings.num_items)
