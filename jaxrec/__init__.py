@@ -7,7 +7,7 @@ def __getattr__(name: str):
     # Lazy, so `import jaxrec` stays light and a service importing the scorer pulls in
     # nothing but jax and numpy.
     if name == "load_scorer":
-        from jaxrec.scorer import load_scorer
+        from jaxrec.serving.scorer import load_scorer
 
         return load_scorer
     raise AttributeError(f"module 'jaxrec' has no attribute {name!r}")

@@ -217,7 +217,7 @@ def _write_recommendations(path: Path, users, items, scores) -> None:
 
 def _recommend_from_scorer(args) -> None:
     from jaxrec.data import formats
-    from jaxrec.scorer import load_scorer
+    from jaxrec.serving.scorer import load_scorer
 
     if not args.input:
         raise ConfigError("recommend --scorer needs --input, an interaction file of histories")
@@ -310,7 +310,7 @@ def cmd_recommend(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from jaxrec.export import export_run
+    from jaxrec.serving.export import export_run
 
     trained = _open(args)
     path = export_run(
@@ -325,7 +325,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_embed(args) -> None:
-    from jaxrec.profiles import write_embeddings
+    from jaxrec.serving.profiles import write_embeddings
 
     out = _check_out(args.out)
     trained = _open(args)

@@ -58,3 +58,44 @@ def results_table(rows: list[tuple[str, dict]], keys: tuple[str, ...]) -> str:
         )
         lines.append(f"{name:<{width}}{cells}")
     return "\n".join(lines)
+
+
+def test_tables(
+    rows: list[tuple[str, dict]],
+    protocols: tuple[str, ...],
+    ks: tuple[int, ...],
+    split_name: str,
+    several_targets: bool,
+) -> list[str]:
+    """The test tables printed at the end of a run, one block per protocol: `rows` are
+    (system, metrics) under the config's `protocols`, then those of a task's own `evaluate`
+    hook (e.g. rating RMSE) under their own protocol.
+
+    ks: the cut-offs shown. several_targets: held-out sets (Recall/NDCG/Precision under
+    full ranking) rather than one target per user (HR/NDCG/MRR).
+    """
+    blocks = []
+    for protocol in protocols:
+        sel = [(n, r) for n, r in rows if r["protocol"].startswith(protocol)]
+        if not sel:
+            continue
+        label = "full ranking, all items" if protocol == "full" else sel[0][1]["protocol"]
+        several = several_targets and protocol == "full"
+        names = ("recall", "ndcg", "precision") if several else ("hr", "ndcg", "mrr")
+        if several:
+            den = {"all": "|targets|", "min": "min(K, |targets|)"}
+            label += f"; recall = hits / {den.get(sel[0][1]['recall_denominator'], '?')}"
+        keys = tuple(f"{m}@{k}" for k in ks for m in names)
+        blocks.append(_titled(label, sel, split_name, keys))
+    other = [(n, r) for n, r in rows if not r["protocol"].startswith(tuple(protocols))]
+    for protocol in dict.fromkeys(r["protocol"] for _, r in other):
+        sel = [(n, r) for n, r in other if r["protocol"] == protocol]
+        skip = ("seconds", "users_per_second")
+        keys = tuple(k for k, v in sel[0][1].items() if isinstance(v, float) and k not in skip)
+        blocks.append(_titled(protocol, sel, split_name, keys))
+    return blocks
+
+
+def _titled(label: str, sel: list[tuple[str, dict]], split_name: str, keys: tuple) -> str:
+    head = f"\ntest ({label}; {sel[0][1]['num_users']} users, split {split_name}):"
+    return head + "\n" + results_table(sel, keys)

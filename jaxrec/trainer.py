@@ -14,6 +14,7 @@ import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -28,7 +29,8 @@ from jaxrec.checkpoint import Checkpointer, crash_point
 from jaxrec.config import Config
 from jaxrec.data.load import load_split_onto, source_files
 from jaxrec.errors import CheckpointError, ConfigError, JaxrecError
-from jaxrec.reporting import MetricWriter, results_table
+from jaxrec.reporting import MetricWriter, test_tables
+from jaxrec.step import NONFINITE, TrainStep, all_finite, compile_train_step
 from jaxrec.tasks import FAMILIES, Task, build_task
 from jaxrec.workdir import Preempted, Preemption
 
@@ -68,7 +70,8 @@ def prepare(cfg: Config, vocab=None) -> Run:
 
 
 def score_fn(run: Run, params):
-    """The evaluator's `score_fn` for `params`: pads the user chunk to the data axis and shards it."""
+    """The evaluator's `score_fn` for `params`: pads the user chunk to the data axis and
+    shards it."""
     d = run.mesh.shape["data"]
     # Every process holds the whole chunk (multi-process evaluation scores the same users).
     shard = functools.partial(sharding.shard_global, mesh=run.mesh, batch_axis=0)
@@ -154,36 +157,6 @@ def evaluate_baselines(run: Run, stage: str) -> list[tuple[str, dict]]:
     return rows
 
 
-NONFINITE = ("stop", "skip")
-
-
-def _all_finite(tree) -> jax.Array:
-    """True where every float leaf of `tree` is finite (one fused reduction per leaf)."""
-    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves] or [jnp.array(True)]))
-
-
-def guard_nonfinite(train_step, policy: str):
-    """The task's step, plus on-device detection of non-finite numbers, for any family.
-
-    Adds `finite` (bool) and `step_before`/`step_after` to the metrics. Every float metric
-    counts (a task that reports `grad_norm` thereby has its gradients checked). `stop`: the
-    host stops at the first flagged call and the last checkpoint stays the newest. `skip`:
-    the new state is checked too (one read of every float leaf), and where anything is not
-    finite the call's update is dropped with `lax.cond`, which selects whole buffers.
-    """
-
-    def step(state, batch, rng):
-        new, metrics = train_step(state, batch, rng)
-        ok = _all_finite(metrics)
-        if policy == "skip":
-            ok = ok & _all_finite(new)
-            new = jax.lax.cond(ok, lambda: new, lambda: state)
-        return new, {**metrics, "finite": ok, "step_before": state.step, "step_after": new.step}
-
-    return step
-
-
 def _nbytes(tree) -> int:
     return int(sum(x.nbytes for x in jax.tree.leaves(tree)))
 
@@ -247,43 +220,126 @@ def _prepare_in(workdir: Path, cfg: Config, force: bool, owner: bool):
     return run, (record if resuming else lambda: None)
 
 
+@dataclasses.dataclass
+class Progress:
+    """Where a run stands between calls: every checkpoint's metadata, restored on resume."""
+
+    epoch: int = 0  # epochs finished
+    best: float | None = None  # best validation value (negated where lower is better)
+    best_epoch: int = 0
+    bad_epochs: int = 0  # validations since the best one, against `train.patience`
+    done: bool = False
+    early_stopped: bool = False
+    eval_pending: bool = False  # the epoch's steps ran; its validation and checkpoint did not
+    skipped: int = 0  # calls whose update `train.nonfinite=skip` dropped
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Progress:
+        """From a checkpoint's metadata (older checkpoints lack some fields: defaults)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in meta.items() if k in names})
+
+
+@dataclasses.dataclass
+class _Loop:
+    """What the training phases share: the run, its evolving state and where results go."""
+
+    run: Run
+    workdir: Path
+    state: object
+    best: object  # the parameters of the best validation so far
+    progress: Progress
+    stored_done: bool | None  # `done` as the newest checkpoint holds it (None: no checkpoint)
+    iterator: object
+    ckpt: Checkpointer
+    step: TrainStep
+    key: jax.Array
+    has_valid: bool
+    writer: MetricWriter
+    bar: tqdm
+    show: bool
+    say: Callable
+    stop: Preemption | None = None
+    pending: list = dataclasses.field(default_factory=list)  # metrics not yet read back
+    epoch_examples: int = 0
+    epoch_start: float = dataclasses.field(default_factory=time.perf_counter)
+    compile_s: float | None = None
+
+
+_finite = jax.jit(all_finite)
+
+
 def _train_locked(run: Run, workdir: Path, record=lambda: None) -> dict:
-    cfg = run.cfg
-    say = print if jax.process_index() == 0 else (lambda *a, **k: None)
-    data = run.data
+    """The phases of a run in its claimed workdir: set up (restore, compile), train the
+    epochs (validating, stopping early, checkpointing), test → results."""
+    loop = _setup(run, workdir, record)
+    try:
+        with Preemption(run.cfg.train.preempt_grace_seconds) as loop.stop:
+            _train_epochs(loop)
+            results = _test(loop)
+    finally:
+        loop.ckpt.close()  # idempotent; lets a save in flight finish, so it is intact and sealed
+    loop.writer.close()
+    if jax.process_index() == 0:
+        (workdir / "results.json").write_text(json.dumps(results, indent=2, default=float))
+    return results
+
+
+def _say():
+    return print if jax.process_index() == 0 else (lambda *a, **k: None)
+
+
+def _setup(run: Run, workdir: Path, record) -> _Loop:
+    """Restore the newest checkpoint (if any), compile the step, open the metric writer."""
+    tcfg, data, say = run.cfg.train, run.data, _say()
     say(
         f"data: {data.source}: {data.num_users} users, {data.num_items} items, "
         f"{data.num_events} events; split {run.split.name}; mesh {dict(run.mesh.shape)}"
     )
-
-    state, task, tcfg = run.state, run.task, cfg.train
+    state = run.state
     workdir_lib.check_free_space(
         workdir, _nbytes(state) + _nbytes(state.params), tcfg.keep_checkpoints
     )
     best = jax.tree.map(jnp.copy, state.params)
-    iterator = iter(task.dataset(jax.process_index(), jax.process_count()))
+    iterator = iter(run.task.dataset(jax.process_index(), jax.process_count()))
     ckpt = Checkpointer(workdir / "checkpoints", tcfg.keep_checkpoints)
-    meta = {"epoch": 0, "best": None, "best_epoch": 0, "bad_epochs": 0, "done": False}
-    stored_done = None
+    progress, stored_done = Progress(), None
     if ckpt.latest_step() is not None:
         state, best, meta = ckpt.restore(state, best, iterator)
         record()
-        stored_done = meta.get("done")
+        progress, stored_done = Progress.from_meta(meta), meta.get("done")
         # `--force --set train.epochs=N` extends a finished run; early stopping is final.
-        meta["done"] = meta.get("early_stopped", False) or (
-            meta["epoch"] >= tcfg.epochs and not meta.get("eval_pending")
+        progress.done = progress.early_stopped or (
+            progress.epoch >= tcfg.epochs and not progress.eval_pending
         )
-        say(
-            f"resumed from {workdir / 'checkpoints'} at step {int(state.step)}, epoch {meta['epoch']}"
-        )
-
-    step_fn = jax.jit(
-        guard_nonfinite(task.train_step, tcfg.nonfinite),
-        donate_argnums=0,
-        out_shardings=(run.shardings, sharding.replicated(run.mesh)),
+        where = f"{workdir / 'checkpoints'} at step {int(state.step)}"
+        say(f"resumed from {where}, epoch {progress.epoch}")
+    step = compile_train_step(run.task.train_step, run.mesh, run.shardings, tcfg.nonfinite)
+    has_valid = _has_validation(run, say)
+    show = sys.stdout.isatty() if tcfg.progress is None else tcfg.progress
+    bar = tqdm(desc="train", unit="step", disable=not show or jax.process_index() != 0)
+    return _Loop(
+        run,
+        workdir,
+        state,
+        best,
+        progress,
+        stored_done,
+        iterator,
+        ckpt,
+        step,
+        key=jax.random.fold_in(jax.random.key(tcfg.seed), 1),
+        has_valid=has_valid,
+        writer=MetricWriter(workdir),
+        bar=bar,
+        show=show,
+        say=say,
     )
-    finite_fn = jax.jit(_all_finite)
-    select_on = cfg.eval.select_on
+
+
+def _has_validation(run: Run, say) -> bool:
+    """Whether the split has users to select the epoch on (`eval.select_on`), said aloud."""
+    select_on = run.cfg.eval.select_on
     if select_on not in ("valid", "test"):
         raise ConfigError(f"eval.select_on={select_on!r}: use valid or test")
     has_valid = len(run.split.eval_users(select_on)) > 0
@@ -294,165 +350,190 @@ def _train_locked(run: Run, workdir: Path, record=lambda: None) -> dict:
             "eval.select_on=test: the epoch is picked on the TEST set (the authors' protocol); "
             "its figures are optimistic, the last epoch's are reported beside them"
         )
-    step_key = jax.random.fold_in(jax.random.key(tcfg.seed), 1)
-    writer = MetricWriter(workdir)
-    show = sys.stdout.isatty() if tcfg.progress is None else tcfg.progress
-    bar = tqdm(desc="train", unit="step", disable=not show or jax.process_index() != 0)
-    pending, epoch_examples, epoch_start, compile_s = [], 0, time.perf_counter(), None
+    return has_valid
 
-    def flush():
-        nonlocal epoch_examples
-        if not pending:
-            return None
-        values = jax.device_get(pending)
-        pending.clear()
-        good = [v for v in values if v["finite"]]
-        skipped = len(values) - len(good)
-        if skipped and tcfg.nonfinite == "stop":
-            bad = next(v for v in values if not v["finite"])
-            raise JaxrecError(
-                f"non-finite training loss before step {int(bad['step_after'])} (in the "
-                f"compiled call after step {int(bad['step_before'])}); stopped. The last good "
-                f"checkpoint in {workdir / 'checkpoints'} is kept. Lower optim.learning_rate, "
-                "set optim.clip_norm, or set train.nonfinite=skip to drop such updates."
-            )
-        loss = float(np.sum([v["loss"] * v["examples"] for v in good]))
-        n = int(np.sum([v["examples"] for v in good]))
-        epoch_examples += n
-        row = {"loss": loss / max(n, 1), "examples": n}
-        if tcfg.nonfinite == "skip":
-            meta["skipped"] = meta.get("skipped", 0) + skipped
-            row.update(skipped_calls=skipped, skipped_calls_total=meta["skipped"])
-        writer.write(int(state.step), row, "train")
-        bar.set_postfix(loss=f"{loss / max(n, 1):.4f}")
-        return loss / max(n, 1)
 
-    def save():
-        # Never replace a good checkpoint with a broken state (e.g. a finite loss whose
-        # update overflowed): one reduction per checkpoint.
-        if not bool(finite_fn(state)):
-            raise JaxrecError(
-                f"the train state at step {int(state.step)} holds non-finite numbers; not "
-                f"saving it. The last good checkpoint in {workdir / 'checkpoints'} is kept. "
-                "Lower optim.learning_rate or set optim.clip_norm."
-            )
-        ckpt.save(int(state.step), state, best, iterator, meta)
-
-    def end_epoch(line: str) -> None:
-        """Validate, early-stop and checkpoint after epoch `meta['epoch']` (resumable)."""
-        nonlocal best
-        epoch = meta["epoch"]
-        # A split without validation users (CFGAN's and IRGAN's train/test files) trains the
-        # configured epochs and tests the last parameters.
-        if has_valid and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
-            crash_point("eval", delay=0.01)
-            with stop.interruptible():
-                (valid,) = evaluate_params(run, state.params, select_on, ("full",))
-            if cfg.eval.metric not in valid:
-                names = ", ".join(k for k, v in valid.items() if isinstance(v, float))
-                raise ConfigError(
-                    f"eval.metric={cfg.eval.metric!r} is not reported by {cfg.model.name}'s "
-                    f"validation; choose one of: {names}"
-                )
-            # Lower is better for error metrics (AutoRec's RMSE): compare the negation.
-            value = valid[cfg.eval.metric] * (-1 if cfg.eval.metric in LOWER_IS_BETTER else 1)
-            writer.write(int(state.step), valid, select_on)
-            line += f"; {evaluation.format_metrics(valid)}"
-            if meta["best"] is None or value > meta["best"]:
-                meta.update(best=value, best_epoch=epoch, bad_epochs=0)
-                best = jax.tree.map(jnp.copy, state.params)
-            else:
-                meta["bad_epochs"] += 1
-            if tcfg.patience and meta["bad_epochs"] >= tcfg.patience:
-                meta["done"] = meta["early_stopped"] = True
-                line += f"; early stop (best epoch {meta['best_epoch']})"
-        meta["eval_pending"] = False
-        if epoch >= tcfg.epochs:
-            meta["done"] = True
-        bar.write(line) if show else say(line)
-        if meta["done"] or epoch % tcfg.checkpoint_every == 0:
-            save()
-
+def _train_epochs(loop: _Loop) -> None:
+    """Train until done; a SIGTERM saves a checkpoint and exits with status 143."""
+    progress = loop.progress
     try:
-        with Preemption(tcfg.preempt_grace_seconds) as stop:
-            try:
-                if meta.get("eval_pending"):  # preempted during the last epoch's validation
-                    end_epoch(f"epoch {meta['epoch']}: resumed its validation")
-                while not meta["done"]:
-                    batch = next(iterator, None)
-                    if batch is None:
-                        meta["done"] = True
-                        break
-                    last = bool(batch.pop("_last"))
-                    batch.pop("_epoch")
-                    device_batch = sharding.shard_batch(batch, run.mesh, task.batch_axis)
-                    t0 = time.perf_counter()
-                    with jax.set_mesh(run.mesh):  # row-sharded lookups see the mesh
-                        state, metrics = step_fn(state, device_batch, step_key)
-                    crash_point("step")
-                    if compile_s is None:
-                        jax.block_until_ready(state)
-                        compile_s = time.perf_counter() - t0
-                        epoch_start += compile_s  # throughput figures exclude compilation
-                        writer.write(0, {"compile_seconds": compile_s}, "timing")
-                        say(f"compiled the train step in {compile_s:.1f} s")
-                    pending.append(metrics)
-                    bar.update(1)
-                    if len(pending) >= 50:
-                        flush()
-                    if stop.requested:
-                        raise Preempted()
-                    if not last:
-                        continue
-                    loss = flush()
-                    meta["epoch"] += 1
-                    meta["eval_pending"] = True
-                    seconds = time.perf_counter() - epoch_start
-                    epoch, n_ex = meta["epoch"], epoch_examples
-                    writer.write(
-                        int(state.step),
-                        {"epoch": epoch, "seconds": seconds, "examples_per_second": n_ex / seconds},
-                        "epoch",
-                    )
-                    end_epoch(
-                        f"epoch {epoch}: loss {loss:.4f}, {n_ex / seconds:,.0f} examples/s "
-                        f"({seconds:.1f} s)"
-                    )
-                    epoch_examples, epoch_start = 0, time.perf_counter()
-            except Preempted:
-                flush()
-                save()
-                ckpt.close()
-                say(f"SIGTERM: saved step {int(state.step)} to {workdir / 'checkpoints'}; exiting")
-                raise SystemExit(143) from None
-            bar.close()
-            if meta["best"] is None:  # no validation ran (e.g. zero epochs): test the last params
-                best = state.params
-            # Also when only `done` changed (a resume with fewer epochs): the workdir commands
-            # read "finished" from the newest checkpoint.
-            if ckpt.latest_step() != int(state.step) or meta["done"] != stored_done:
-                save()
-            ckpt.close()
-            try:
-                with stop.interruptible():  # the final checkpoint exists: rerunning only tests
-                    last = None if select_on == "valid" else (state.params, meta["best_epoch"])
-                    tested = workdir_lib.describe_params(meta, cfg, int(state.step), True)
-                    say(f"\ntested {tested['text']}; the workdir commands use the same")
-                    results = report(run, best, writer, say, last, step=int(state.step))
-                    results["parameters"] = tested
-            except Preempted:
-                say("SIGTERM during the test evaluation; rerun to evaluate again")
-                raise SystemExit(143) from None
-    finally:
-        ckpt.close()  # idempotent; lets a save in flight finish, so it is intact and sealed
-    writer.close()
-    if jax.process_index() == 0:
-        (workdir / "results.json").write_text(json.dumps(results, indent=2, default=float))
+        if progress.eval_pending:  # preempted during the last epoch's validation
+            _end_epoch(loop, f"epoch {progress.epoch}: resumed its validation")
+        while not progress.done:
+            batch = next(loop.iterator, None)
+            if batch is None:
+                progress.done = True
+                break
+            if _train_call(loop, batch):
+                _close_epoch(loop)
+    except Preempted:
+        _flush(loop)
+        _save(loop)
+        loop.ckpt.close()
+        saved = f"step {int(loop.state.step)} to {loop.workdir / 'checkpoints'}"
+        loop.say(f"SIGTERM: saved {saved}; exiting")
+        raise SystemExit(143) from None
+    loop.bar.close()
+
+
+def _train_call(loop: _Loop, batch: dict) -> bool:
+    """One compiled call on `batch` → whether it was the epoch's last."""
+    last = bool(batch.pop("_last"))
+    batch.pop("_epoch")
+    device_batch = sharding.shard_batch(batch, loop.run.mesh, loop.run.task.batch_axis)
+    t0 = time.perf_counter()
+    loop.state, metrics = loop.step(loop.state, device_batch, loop.key)
+    crash_point("step")
+    if loop.compile_s is None:
+        jax.block_until_ready(loop.state)
+        loop.compile_s = time.perf_counter() - t0
+        loop.epoch_start += loop.compile_s  # throughput figures exclude compilation
+        loop.writer.write(0, {"compile_seconds": loop.compile_s}, "timing")
+        loop.say(f"compiled the train step in {loop.compile_s:.1f} s")
+    loop.pending.append(metrics)
+    loop.bar.update(1)
+    if len(loop.pending) >= 50:  # read metrics back in groups: no host sync per call
+        _flush(loop)
+    if loop.stop.requested:
+        raise Preempted()
+    return last
+
+
+def _close_epoch(loop: _Loop) -> None:
+    """After an epoch's last call: its loss and speed, then validation and checkpoint."""
+    loss = _flush(loop)
+    loop.progress.epoch += 1
+    loop.progress.eval_pending = True
+    seconds = time.perf_counter() - loop.epoch_start
+    epoch, n_ex = loop.progress.epoch, loop.epoch_examples
+    loop.writer.write(
+        int(loop.state.step),
+        {"epoch": epoch, "seconds": seconds, "examples_per_second": n_ex / seconds},
+        "epoch",
+    )
+    _end_epoch(
+        loop,
+        f"epoch {epoch}: loss {loss:.4f}, {n_ex / seconds:,.0f} examples/s ({seconds:.1f} s)",
+    )
+    loop.epoch_examples, loop.epoch_start = 0, time.perf_counter()
+
+
+def _flush(loop: _Loop) -> float | None:
+    """Read the pending calls' metrics back → the mean loss of their finite calls; a
+    non-finite call under `train.nonfinite=stop` raises."""
+    if not loop.pending:
+        return None
+    values = jax.device_get(loop.pending)
+    loop.pending.clear()
+    good = [v for v in values if v["finite"]]
+    skipped = len(values) - len(good)
+    nonfinite = loop.run.cfg.train.nonfinite
+    if skipped and nonfinite == "stop":
+        bad = next(v for v in values if not v["finite"])
+        raise JaxrecError(
+            f"non-finite training loss before step {int(bad['step_after'])} (in the "
+            f"compiled call after step {int(bad['step_before'])}); stopped. The last good "
+            f"checkpoint in {loop.workdir / 'checkpoints'} is kept. Lower optim.learning_rate, "
+            "set optim.clip_norm, or set train.nonfinite=skip to drop such updates."
+        )
+    loss = float(np.sum([v["loss"] * v["examples"] for v in good]))
+    n = int(np.sum([v["examples"] for v in good]))
+    loop.epoch_examples += n
+    row = {"loss": loss / max(n, 1), "examples": n}
+    if nonfinite == "skip":
+        loop.progress.skipped += skipped
+        row.update(skipped_calls=skipped, skipped_calls_total=loop.progress.skipped)
+    loop.writer.write(int(loop.state.step), row, "train")
+    loop.bar.set_postfix(loss=f"{loss / max(n, 1):.4f}")
+    return loss / max(n, 1)
+
+
+def _save(loop: _Loop) -> None:
+    # Never replace a good checkpoint with a broken state (e.g. a finite loss whose
+    # update overflowed): one reduction per checkpoint.
+    if not bool(_finite(loop.state)):
+        raise JaxrecError(
+            f"the train state at step {int(loop.state.step)} holds non-finite numbers; not "
+            f"saving it. The last good checkpoint in {loop.workdir / 'checkpoints'} is kept. "
+            "Lower optim.learning_rate or set optim.clip_norm."
+        )
+    progress = dataclasses.asdict(loop.progress)
+    loop.ckpt.save(int(loop.state.step), loop.state, loop.best, loop.iterator, progress)
+
+
+def _end_epoch(loop: _Loop, line: str) -> None:
+    """Validate, early-stop and checkpoint after epoch `progress.epoch` (resumable)."""
+    progress, tcfg = loop.progress, loop.run.cfg.train
+    epoch = progress.epoch
+    # A split without validation users (CFGAN's and IRGAN's train/test files) trains the
+    # configured epochs and tests the last parameters.
+    if loop.has_valid and (epoch % tcfg.eval_every == 0 or epoch == tcfg.epochs):
+        line += _validate(loop)
+    progress.eval_pending = False
+    if epoch >= tcfg.epochs:
+        progress.done = True
+    loop.bar.write(line) if loop.show else loop.say(line)
+    if progress.done or epoch % tcfg.checkpoint_every == 0:
+        _save(loop)
+
+
+def _validate(loop: _Loop) -> str:
+    """Validate the current parameters, keep them if best, count patience → text for the
+    epoch's line."""
+    cfg, progress = loop.run.cfg, loop.progress
+    select_on = cfg.eval.select_on
+    crash_point("eval", delay=0.01)
+    with loop.stop.interruptible():
+        (valid,) = evaluate_params(loop.run, loop.state.params, select_on, ("full",))
+    if cfg.eval.metric not in valid:
+        names = ", ".join(k for k, v in valid.items() if isinstance(v, float))
+        raise ConfigError(
+            f"eval.metric={cfg.eval.metric!r} is not reported by {cfg.model.name}'s "
+            f"validation; choose one of: {names}"
+        )
+    # Lower is better for error metrics (AutoRec's RMSE): compare the negation.
+    value = valid[cfg.eval.metric] * (-1 if cfg.eval.metric in LOWER_IS_BETTER else 1)
+    loop.writer.write(int(loop.state.step), valid, select_on)
+    line = f"; {evaluation.format_metrics(valid)}"
+    if progress.best is None or value > progress.best:
+        progress.best, progress.best_epoch, progress.bad_epochs = value, progress.epoch, 0
+        loop.best = jax.tree.map(jnp.copy, loop.state.params)
+    else:
+        progress.bad_epochs += 1
+    if cfg.train.patience and progress.bad_epochs >= cfg.train.patience:
+        progress.done = progress.early_stopped = True
+        line += f"; early stop (best epoch {progress.best_epoch})"
+    return line
+
+
+def _test(loop: _Loop) -> dict:
+    """Seal the final checkpoint, then test the selected parameters → results."""
+    progress, step = loop.progress, int(loop.state.step)
+    if progress.best is None:  # no validation ran (e.g. zero epochs): test the last params
+        loop.best = loop.state.params
+    # Also when only `done` changed (a resume with fewer epochs): the workdir commands
+    # read "finished" from the newest checkpoint.
+    if loop.ckpt.latest_step() != step or progress.done != loop.stored_done:
+        _save(loop)
+    loop.ckpt.close()
+    try:
+        with loop.stop.interruptible():  # the final checkpoint exists: rerunning only tests
+            last = None
+            if loop.run.cfg.eval.select_on != "valid":
+                last = (loop.state.params, progress.best_epoch)
+            meta = dataclasses.asdict(progress)
+            tested = workdir_lib.describe_params(meta, loop.run.cfg, step, True)
+            loop.say(f"\ntested {tested['text']}; the workdir commands use the same")
+            results = report(loop.run, loop.best, loop.writer, loop.say, last, step=step)
+            results["parameters"] = tested
+    except Preempted:
+        loop.say("SIGTERM during the test evaluation; rerun to evaluate again")
+        raise SystemExit(143) from None
     return results
 
 
 def report(run: Run, params, writer: MetricWriter, say, last=None, step: int = 0) -> dict:
-    """Test metrics of `params` beside the baselines, printed as a table and returned.
+    """Test metrics of `params` beside the baselines, printed as tables and returned.
     TensorBoard gets them at `step`, one tag per system and protocol.
 
     last: (last parameters, best epoch) when the epoch was picked on the test set: both the
@@ -472,32 +553,13 @@ def report(run: Run, params, writer: MetricWriter, say, last=None, step: int = 0
     for name, r in rows:  # tags stay the same from run to run (no epoch numbers)
         tag = f"final_test/{tags.get(name, name)}/{r['protocol']}"
         writer.write(step, {"system": name, **r}, "test", tensorboard_prefix=tag)
-    ks = run.cfg.eval.ks[:3]
-    # One target per user (leave-one-out): HR/NDCG/MRR; several (held-out sets): Recall/NDCG/P.
     _, targets = run.split.stage("test")
-    several = int(targets.lengths.max(initial=0)) > 1
-    for protocol in run.cfg.eval.protocols:
-        sel = [(n, r) for n, r in rows if r["protocol"].startswith(protocol)]
-        if not sel:
-            continue
-        label = "full ranking, all items" if protocol == "full" else sel[0][1]["protocol"]
-        names = (
-            ("recall", "ndcg", "precision")
-            if several and protocol == "full"
-            else ("hr", "ndcg", "mrr")
-        )
-        if "recall" in names:
-            den = {"all": "|targets|", "min": "min(K, |targets|)"}
-            label += f"; recall = hits / {den.get(sel[0][1]['recall_denominator'], '?')}"
-        keys = tuple(f"{m}@{k}" for k in ks for m in names)
-        say(f"\ntest ({label}; {sel[0][1]['num_users']} users, split {run.split.name}):")
-        say(results_table(sel, keys))
-    # Results of a task's own `evaluate` hook (e.g. rating RMSE) under their own protocol.
-    other = [(n, r) for n, r in rows if not r["protocol"].startswith(run.cfg.eval.protocols)]
-    for protocol in dict.fromkeys(r["protocol"] for _, r in other):
-        sel = [(n, r) for n, r in other if r["protocol"] == protocol]
-        skip = ("seconds", "users_per_second")
-        keys = tuple(k for k, v in sel[0][1].items() if isinstance(v, float) and k not in skip)
-        say(f"\ntest ({protocol}; {sel[0][1]['num_users']} users, split {run.split.name}):")
-        say(results_table(sel, keys))
+    for text in test_tables(
+        rows,
+        run.cfg.eval.protocols,
+        run.cfg.eval.ks[:3],
+        run.split.name,
+        several_targets=int(targets.lengths.max(initial=0)) > 1,
+    ):
+        say(text)
     return {"split": run.split.name, "results": [{"system": n, **r} for n, r in rows]}

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from jaxrec import bench
-from jaxrec.bench_report import plots, table, throughput_bars
+from benchmarks.peers import recbole
+from jaxrec.bench import cases, costs, suites
+from jaxrec.bench import records as bench_records
+from jaxrec.bench.report import plots, side_by_side, table, throughput_bars
 from jaxrec.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +34,7 @@ def records():
     # repeat_seconds far below a call: each repeat runs min_calls, not calls.
     case = {"benchmark": "train", "config": None, "set": TINY, "calls": 3, "repeats": 2,
             "warmup": 1, "repeat_seconds": 1e-9, "min_calls": 2}  # fmt: skip
-    return bench.run_case(case)
+    return cases.run_case(case)
 
 
 def test_records_have_every_field_and_metric(records):
@@ -77,9 +79,7 @@ def test_report_table_and_plots(records, tmp_path):
     scale = [dict(r, benchmark="embedding-scale", params={**r["params"], "update": u, "num_items": n})
              for r in records if r["metric"] == "step_time_p50"
              for u in ("sparse", "dense") for n in (10, 100)]  # fmt: skip
-    from jaxrec.bench_peers import to_records
-
-    peer = to_records("gru4rec", _peer_json(), records[0]["context"])  # a RecBole run
+    peer = recbole.to_records("gru4rec", _peer_json(), records[0]["context"])  # a RecBole run
     assert throughput_bars(records + peer) == throughput_bars(records)  # jaxrec's bars only
     assert [r["system"] for r in throughput_bars(records)] == ["jaxrec"]
     pytest.importorskip("matplotlib", reason="plots need the optional 'bench' extra")
@@ -90,7 +90,7 @@ def test_report_table_and_plots(records, tmp_path):
 
 
 def test_machine_limits_and_utilisation_table(records):
-    machine = bench.run_case({"benchmark": "machine", "repeats": 1})
+    machine = cases.run_case({"benchmark": "machine", "repeats": 1})
     by = {r["metric"]: r for r in machine}
     assert (
         by["machine_matmul_flops"]["unit"] == "FLOP/s" and by["machine_matmul_flops"]["value"] > 1e8
@@ -108,9 +108,9 @@ def test_step_cost_multiplies_the_scanned_calls():
 
     x = jnp.ones((64, 64))
     one = jax.jit(lambda a: a @ a).lower(x).compile()
-    flops, _ = bench._step_cost(one, 1)
+    flops, _ = costs.step_cost(one, 1)
     assert flops == pytest.approx(2 * 64**3, rel=0.01)
-    assert bench._step_cost(one, 8)[0] == pytest.approx(8 * flops)
+    assert costs.step_cost(one, 8)[0] == pytest.approx(8 * flops)
 
 
 def test_loops_inside_a_step_are_flagged_since_their_bodies_count_once():
@@ -123,15 +123,15 @@ def test_loops_inside_a_step_are_flagged_since_their_bodies_count_once():
         body = lambda c, _: (c @ x, None)  # noqa: E731
         return jax.jit(lambda a: jax.lax.scan(body, a, None, length=n)[0]).lower(x).compile()
 
-    one, ten = bench._step_cost(scanned(1), 1)[0], bench._step_cost(scanned(10), 1)[0]
+    one, ten = costs.step_cost(scanned(1), 1)[0], costs.step_cost(scanned(10), 1)[0]
     assert ten == pytest.approx(one, rel=0.01)  # the body once, whatever the trip count
     plain = jax.jit(lambda a: a @ a).lower(x).compile()
-    assert bench._inner_loops(plain, 1) == 0 and bench._inner_loops(scanned(10), 1) == 1
-    assert bench._inner_loops(scanned(10), 10) == 0  # the scan over steps_per_call calls
+    assert costs.inner_loops(plain, 1) == 0 and costs.inner_loops(scanned(10), 1) == 1
+    assert costs.inner_loops(scanned(10), 10) == 0  # the scan over steps_per_call calls
     # A loop without a product (as the random-bit generator's rounds) barely counts.
     elementwise = jax.jit(lambda a: jax.lax.fori_loop(0, 10, lambda i, c: c * 2 + 1, a))
     compiled = elementwise.lower(x).compile()
-    assert " while(" in compiled.as_text() and bench._inner_loops(compiled, 1) == 0
+    assert " while(" in compiled.as_text() and costs.inner_loops(compiled, 1) == 0
     rec = {"system": "jaxrec", "benchmark": "train", "dataset": "d", "unit": "x",
            "params": {"num_items": 10, "inner_loops": 1}, "context": {}}  # fmt: skip
     records = [
@@ -140,7 +140,7 @@ def test_loops_inside_a_step_are_flagged_since_their_bodies_count_once():
         {**rec, "model": "cfgan", "metric": "achieved_flops", "value": 1e9},
         {**rec, "model": "cfgan", "metric": "achieved_bandwidth", "value": 1e9},
     ]
-    from jaxrec.bench_report import _utilisation
+    from jaxrec.bench.report import _utilisation
 
     assert "| train | cfgan | 10 |  | ≥ 1.00 | ≥ 1.0% | ≥ 1.00 | ≥ 10.0% |" in _utilisation(records)
 
@@ -162,12 +162,12 @@ def test_scorer_case_times_four_paths_and_numpy_agrees():
     import numpy as np
 
     from jaxrec import trainer
-    from jaxrec.bench_serving import _numpy_top_k
+    from jaxrec.bench.serving import _numpy_top_k
     from jaxrec.config import load_config
-    from jaxrec.export import _recommend_fn
+    from jaxrec.serving.export import _recommend_fn
 
     case = {"benchmark": "scorer", "config": None, "set": SERVING, "calls": 2, "repeats": 1}
-    records = bench.run_case(case)
+    records = cases.run_case(case)
     lat = {(r["params"]["path"], r["params"]["requests"]) for r in records
            if r["metric"] == "scorer_latency_p50"}  # fmt: skip
     assert lat == {(p, b) for p in ("exported", "jitted", "recommend()", "numpy")
@@ -190,7 +190,7 @@ def test_scorer_case_times_four_paths_and_numpy_agrees():
 def test_shard_case_splits_tables_evenly():
     case = {"benchmark": "embedding-shards", "config": None, "set": SERVING, "calls": 1,
             "repeats": 1}  # fmt: skip
-    records = bench.run_case(case)
+    records = cases.run_case(case)
     tables = {r["params"]["shards"]: r for r in records if r["metric"] == "table_bytes_per_device"}
     assert sorted(tables) == [1, 2, 4, 8]
     for n, r in tables.items():
@@ -200,9 +200,9 @@ def test_shard_case_splits_tables_evenly():
 
 def test_percentile_is_nearest_rank():
     values = [5.0, 1.0, 3.0, 2.0, 4.0]
-    assert bench._percentile(values, 50) == 3.0
-    assert bench._percentile(values, 99) == 5.0
-    assert bench._percentile(values, 0) == 1.0
+    assert bench_records.percentile(values, 50) == 3.0
+    assert bench_records.percentile(values, 99) == 5.0
+    assert bench_records.percentile(values, 0) == 1.0
 
 
 def _peer_json():
@@ -215,9 +215,7 @@ def _peer_json():
 
 
 def test_peer_records_and_side_by_side_ratios():
-    from jaxrec.bench_peers import side_by_side, to_records
-
-    peer = to_records("multvae", _peer_json(), bench.context())
+    peer = recbole.to_records("multvae", _peer_json(), bench_records.context())
     by = {r["metric"]: r for r in peer}
     assert by["train_throughput"]["value"] == 2000.0  # median of the epochs
     assert by["train_throughput"]["spread"] == [1000.0, 3000.0]
@@ -242,42 +240,35 @@ def test_peer_records_and_side_by_side_ratios():
 
 
 def test_sequential_peer_epoch_time_is_extrapolated_from_its_first_batches():
-    from jaxrec.bench_peers import to_records
-
     run = {**_peer_json(), "model": "RecBole Caser", "data": "/d/Video.txt",
            "settings": {"train_batch_size": 512}, "examples_per_s": [500.0],
            "train_examples_per_epoch": 200_000, "trained_examples_per_epoch": [10_240]}  # fmt: skip
     del run["users_per_s"]
-    by = {r["metric"]: r for r in to_records("caser", run, bench.context())}
+    by = {r["metric"]: r for r in recbole.to_records("caser", run, bench_records.context())}
     assert by["epoch_time"]["value"] == 400.0 and by["epoch_time"]["params"]["extrapolated"]
     assert by["train_throughput"]["params"]["batch_size"] == 512
     assert by["train_throughput"]["dataset"] == "/d/Video.txt"  # jaxrec's key for Games
 
 
 def test_peer_scripts_are_found_in_the_checkout_even_with_copied_configs(tmp_path):
-    from jaxrec.bench import _peers_root
-
-    root = _peers_root(tmp_path / "configs")  # a configs copy outside the repo
+    root = suites._peers_root(tmp_path / "configs")  # a configs copy outside the repo
     assert (root / "benchmarks" / "peers" / "recbole_sequential.py").is_file()
 
 
 def test_sequential_peer_follows_the_configs_sizes(tmp_path):
-    from jaxrec.bench_peers import _command, peer_sizes
     from jaxrec.config import load_config
 
     cfg = load_config(REPO / "configs" / "caser_games.yaml", ["model.caser.embedding=50"])
-    sizes = peer_sizes("caser", cfg)
+    sizes = recbole.peer_sizes("caser", cfg)
     assert sizes == {"embedding_size": 50, "MAX_ITEM_LIST_LENGTH": 5, "train_batch_size": 512}
-    cmd = _command("caser", Path("py"), REPO, None, 1, tmp_path / "o.json", tmp_path, sizes)
+    cmd = recbole._command("caser", Path("py"), REPO, None, 1, tmp_path / "o.json", tmp_path, sizes)
     assert "--set=embedding_size=50" in cmd and "--set=train_batch_size=512" in cmd
-    assert peer_sizes("multvae", cfg) == {}
+    assert recbole.peer_sizes("multvae", cfg) == {}
 
 
 def test_peer_without_its_venv_is_reported_not_fatal(tmp_path, monkeypatch):
-    from jaxrec.bench_peers import recbole_records
-
     monkeypatch.setenv("RECBOLE_VENV", str(tmp_path / "none"))
-    records, skipped = recbole_records(["multvae"], tmp_path, None, 1, {})
+    records, skipped = recbole.recbole_records(["multvae"], tmp_path, None, 1, {})
     assert records == [] and "recbole_setup.sh" in skipped[0]
 
 
@@ -304,7 +295,7 @@ def test_several_batch_shapes_are_compiled_outside_the_clock():
             "model.nextitnet.length_buckets=[2,4,7]", "data.synthetic.mean_length=5"]  # fmt: skip
     case = {"benchmark": "train", "config": None, "set": sets, "calls": 6, "repeats": 2,
             "warmup": 2}  # fmt: skip
-    records = {r["metric"]: r for r in bench.run_case(case)}
+    records = {r["metric"]: r for r in cases.run_case(case)}
     other = records["compile_time_other_shapes"]
     assert other["value"] > 0 and other["params"]["shapes"] >= 1
     # No compile inside the clock: the slowest timed step (p99 of 12 = the max) is faster
@@ -321,7 +312,7 @@ def test_family_scale_cases_put_each_config_on_synthetic_data():
     from jaxrec.config import load_config
     from jaxrec.data.load import load_split
 
-    cases = bench._family_scale(3_000, 2_000)
+    cases = suites._family_scale(3_000, 2_000)
     assert {m for _, m, _, _ in cases} == {"caser", "nextitnet", "multvae", "cdae", "cfgan",
                                            "irgan"}  # fmt: skip
     for benchmark, model, config, sets in cases:
@@ -339,7 +330,7 @@ def test_suite_forks_each_case_from_one_import_and_reports_failures(tmp_path):
     script = f"""
 import sys
 from pathlib import Path
-from jaxrec import bench
+from jaxrec.bench import suites as bench
 assert bench._can_fork()
 tiny = {TINY!r}
 bench.SUITES["t"] = {{"calls": 2, "repeats": 1, "warmup": 1, "shards": (1, 8), "cases": [
@@ -371,25 +362,25 @@ def test_a_process_with_a_backend_starts_a_fresh_one_per_case():
     import jax
 
     jax.devices()  # this process's backend is up
-    assert not bench._can_fork()
-    got, phases, error = bench._run_isolated({"benchmark": "machine", "repeats": 1}, {})
+    assert not suites._can_fork()
+    got, phases, error = suites._run_isolated({"benchmark": "machine", "repeats": 1}, {})
     assert error == "" and phases == {}
     assert {r["metric"] for r in got} == {"machine_matmul_flops", "machine_memory_bandwidth"}
-    got, _, error = bench._run_isolated({"benchmark": "nonsense", "config": None, "set": []}, {})
+    got, _, error = suites._run_isolated({"benchmark": "nonsense", "config": None, "set": []}, {})
     assert got == [] and error  # the failure's last lines, not an exception here
 
 
 def test_each_peer_runs_right_after_its_models_case(tmp_path, monkeypatch):
     """`--peers recbole`: a train case is followed at once by its peer run (a ratio of two
     runs minutes apart), with the case's machine context; a missing venv is said once."""
-    from jaxrec import bench_peers
+    import types
 
     order = []
 
     def case(case, env):
         model = next(s.split("=")[1] for s in case["set"] if s.startswith("model.name="))
         order.append(("jaxrec", model))
-        ctx = {**bench.context(), "device_kind": "fake"}
+        ctx = {**bench_records.context(), "device_kind": "fake"}
         rec = {"system": "jaxrec", "benchmark": "train", "model": model, "dataset": "d",
                "metric": "epoch_time", "value": 1.0, "unit": "s", "params": {}, "context": ctx}  # fmt: skip
         return [rec], {}, ""
@@ -403,14 +394,15 @@ def test_each_peer_runs_right_after_its_models_case(tmp_path, monkeypatch):
                  "metric": "epoch_time", "value": 4.0, "unit": "s", "params": {},
                  "context": context}], ["recbole: no venv"]  # fmt: skip
 
-    monkeypatch.setattr(bench, "_run_isolated", case)
-    monkeypatch.setattr(bench_peers, "recbole_records", peer)
+    monkeypatch.setattr(suites, "_run_isolated", case)
+    runner = types.SimpleNamespace(recbole_records=peer, peer_sizes=recbole.peer_sizes)
+    monkeypatch.setattr(suites, "_peer_runner", lambda root: runner)
     cases = [("train", m, None, [f"model.name={m}", *TINY[:3]]) for m in ("gru4rec", "caser")]
-    monkeypatch.setitem(bench.SUITES, "t", {"calls": 1, "repeats": 1, "cases": cases})
-    records = bench.run_suite("t", tmp_path, REPO / "configs", peers=["recbole"])
+    monkeypatch.setitem(suites.SUITES, "t", {"calls": 1, "repeats": 1, "cases": cases})
+    got = suites.run_suite("t", tmp_path, REPO / "configs", peers=["recbole"])
     assert order == [("jaxrec", "gru4rec"), ("recbole", "gru4rec"), ("jaxrec", "caser"),
                      ("recbole", "caser")]  # fmt: skip
-    assert [r["system"] for r in records] == ["jaxrec", "jaxrec", "recbole"]
+    assert [r["system"] for r in got] == ["jaxrec", "jaxrec", "recbole"]
     text = (tmp_path / "results.md").read_text()
     assert text.count("recbole: no venv") == 1 and "| caser | recbole | 1.0 | 4.0 | 4.0× |" in text
 
@@ -420,12 +412,12 @@ def _no_case(*args):
 
 
 def test_non_empty_out_is_refused_without_force(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "_run_isolated", _no_case)
+    monkeypatch.setattr(suites, "_run_isolated", _no_case)
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.json").write_text("[]")
     argv = ["--suite", "quick", "--out", str(out), "--configs", str(REPO / "configs")]
-    assert bench.main(argv) == 2
+    assert suites.main(argv) == 2
     err = capsys.readouterr().err
     assert err == (f"jaxrec bench: error: --out {out} is not empty; choose another --out or "
                    "pass --force to write into it (its results.json, results.md and plots are "
@@ -433,26 +425,26 @@ def test_non_empty_out_is_refused_without_force(tmp_path, monkeypatch, capsys):
     assert (out / "results.json").read_text() == "[]"  # untouched
     (out / "results.json").unlink()  # a file for --out: refused even with --force
     (out / "file").write_text("x")
-    assert bench.main([*argv[:2], "--out", str(out / "file"), "--force"]) == 2
+    assert suites.main([*argv[:2], "--out", str(out / "file"), "--force"]) == 2
     assert "is a file" in capsys.readouterr().err
 
 
 def test_force_writes_into_a_non_empty_out(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "_run_isolated", lambda case, env: ([], {}, "not run"))
-    monkeypatch.setitem(bench.SUITES, "t", {"calls": 1, "repeats": 1, "cases": bench._MACHINE})
+    monkeypatch.setattr(suites, "_run_isolated", lambda case, env: ([], {}, "not run"))
+    monkeypatch.setitem(suites.SUITES, "t", {"calls": 1, "repeats": 1, "cases": suites._MACHINE})
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.json").write_text("old")
-    assert bench.main(["--suite", "t", "--out", str(out), "--force"]) == 0
+    assert suites.main(["--suite", "t", "--out", str(out), "--force"]) == 0
     assert json.loads((out / "results.json").read_text()) == []
 
 
 def test_missing_configs_are_named_and_refused(tmp_path, monkeypatch, capsys):
     """Outside a checkout ./configs is not there: refused, not every train case skipped."""
-    monkeypatch.setattr(bench, "_run_isolated", _no_case)
+    monkeypatch.setattr(suites, "_run_isolated", _no_case)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    assert bench.main(["--suite", "quick", "--out", str(out)]) == 2
+    assert suites.main(["--suite", "quick", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     start = "jaxrec bench: error: --configs configs: no such directory; suite 'quick' reads "
     assert err.startswith(start + "caser_games.yaml, cdae_ml1m.yaml") and err.count("\n") == 1
@@ -464,18 +456,18 @@ def test_missing_configs_are_named_and_refused(tmp_path, monkeypatch, capsys):
     (configs / "gru4rec_games.yaml").write_text(
         (REPO / "configs" / "gru4rec_games.yaml").read_text()
     )
-    assert bench.main(["--only", "train", "--out", str(out)]) == 2
+    assert suites.main(["--only", "train", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert ": missing; suite 'quick' reads caser_games.yaml" in err and "gru4rec_games" not in err
     with pytest.raises(ConfigError, match="multvae_ml1m.yaml"):
-        bench._check_configs("quick", configs, ["multvae"])
-    bench._check_configs("quick", configs, ["gru4rec"])  # all it reads is there
-    bench._check_configs("scorer", tmp_path / "none", None)  # reads no config file
+        suites._check_configs("quick", configs, ["multvae"])
+    suites._check_configs("quick", configs, ["gru4rec"])  # all it reads is there
+    suites._check_configs("scorer", tmp_path / "none", None)  # reads no config file
 
 
 def test_help_sentences_are_whole(capsys):
     with pytest.raises(SystemExit) as e:
-        bench.main(["--help"])
+        suites.main(["--help"])
     assert e.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     whole = "scorer latency, measured the same way every time, as JSON records."

@@ -13,8 +13,8 @@ from tiny import FAMILIES, overrides
 from jaxrec import cli, evaluation, trainer
 from jaxrec.config import load_config
 from jaxrec.data import splits
-from jaxrec.export import export_run
-from jaxrec.scorer import ScorerError, UnknownIdError, exported_score, load_scorer
+from jaxrec.serving.export import export_run
+from jaxrec.serving.scorer import ScorerError, UnknownIdError, exported_score, load_scorer
 from jaxrec.workdir import open_trained
 
 SERVED = ["gru4rec", "cdae"]  # one that reads only items, one that also needs the user id
@@ -210,7 +210,7 @@ def test_incompatible_jax_and_malformed_requests_are_clear_errors(exported, tmp_
 
 def test_export_never_loses_an_existing_artifact(exported, monkeypatch):
     from jaxrec import errors
-    from jaxrec import export as export_mod
+    from jaxrec.serving import export as export_mod
 
     run, best, path, root = exported
     before = (path / "metadata.json").read_text()

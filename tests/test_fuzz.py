@@ -378,7 +378,7 @@ def test_cli_random_argv(tmp_path, monkeypatch, argv):
     def accept(*a, **k):
         raise _Accepted()
 
-    from jaxrec import bench
+    from jaxrec.bench import suites as bench
 
     monkeypatch.setattr(trainer, "train_and_evaluate", accept)
     monkeypatch.setattr(trainer, "prepare", accept)

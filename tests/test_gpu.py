@@ -15,8 +15,8 @@ from tiny import FAMILIES, TINY, task_setup
 
 from jaxrec import trainer
 from jaxrec.config import load_config
-from jaxrec.export import export_run
-from jaxrec.scorer import exported_score
+from jaxrec.serving.export import export_run
+from jaxrec.serving.scorer import exported_score
 
 
 def _target():

@@ -318,7 +318,7 @@ def test_nonfinite_guard_flags_on_device_and_skip_keeps_the_state(policy):
     import jax
     import jax.numpy as jnp
 
-    from jaxrec.trainer import guard_nonfinite
+    from jaxrec.step import guard_nonfinite
 
     state, train_step = _toy()
     step = jax.jit(guard_nonfinite(train_step, policy), donate_argnums=0)

@@ -17,7 +17,7 @@ import pytest
 from tiny import FAMILIES, overrides
 
 from jaxrec.cli import main
-from jaxrec.scorer import load_scorer
+from jaxrec.serving.scorer import load_scorer
 from jaxrec.workdir import open_trained
 
 MODELS = [name for name, _ in FAMILIES]

@@ -1,6 +1,6 @@
 """Load and call a compiled scorer artifact (`jaxrec export`) with jax and numpy only.
 
-    scorer = jaxrec.scorer.load_scorer("artifacts/gru4rec")
+    scorer = jaxrec.serving.scorer.load_scorer("artifacts/gru4rec")
     item_ids, scores = scorer.recommend([["i12", "i7"], ["i3"]], k=10)
 
 This module imports nothing of jaxrec's training code (no models, tasks, flax or optax), so
@@ -239,7 +239,7 @@ def verify(path: str | Path) -> dict:
 
 
 def load_scorer(path: str | Path) -> Scorer:
-    """Verify and load the artifact at `path` (see `jaxrec.export`)."""
+    """Verify and load the artifact at `path` (see `jaxrec.serving.export`)."""
     path = Path(path)
     return Scorer(path, verify(path))
 

@@ -6,7 +6,7 @@ parameters (latency does not depend on training) with `max_k` 100, loaded with
 with `block_until_ready`, the four paths taking turns call by call:
 
 - `exported`: the artifact's compiled `recommend` on prepared arrays;
-- `jitted`: the same function (`export._recommend_fn`) jitted in process, same arrays;
+- `jitted`: the same function (`serving.export._recommend_fn`) jitted in process, same arrays;
 - `recommend()`: the scorer's whole call, raw ids in and out (host id mapping included);
 - `numpy`: a brute-force numpy scorer of the same top-100 from the same user vectors:
   `h @ Wy.T + By`, seen items set to -inf, `argpartition` + sort. The GRU that makes `h`
@@ -15,8 +15,9 @@ with `block_until_ready`, the four paths taking turns call by call:
 `shard_memory_case`: the same GRU4Rec step on 8 (fake CPU) devices with the item tables
 row-sharded 1, 2, 4 and 8 ways (`mesh.model`): per-device bytes of the item tables and
 their optimizer state, read from the arrays' shards, against the ideal total / n (the
-negative sampler's replicated [I] popularity arrays are reported apart); and the
-compiled step's per-device argument and temp bytes from XLA's memory analysis.
+negative sampler's replicated [I] popularity arrays are reported apart); and the compiled
+step's (`step.compile_train_step`) per-device argument and temp bytes from XLA's memory
+analysis.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from jaxrec.bench.records import percentile
 
 REQUESTS = (1, 32, 256)
 
@@ -64,10 +67,9 @@ def scorer_case(case: dict, add) -> None:
     import jax
 
     from jaxrec import trainer
-    from jaxrec.bench import _percentile
     from jaxrec.config import load_config
-    from jaxrec.export import _recommend_fn, export_run
-    from jaxrec.scorer import load_scorer
+    from jaxrec.serving.export import _recommend_fn, export_run
+    from jaxrec.serving.scorer import load_scorer
 
     run = trainer.prepare(load_config(None, case["set"]))
     params = jax.device_get(run.state.params)
@@ -94,8 +96,8 @@ def scorer_case(case: dict, add) -> None:
             }
             for path, times in _interleaved_times(paths, case["calls"]).items():
                 for q in (50, 99):
-                    add(f"scorer_latency_p{q}", 1e3 * _percentile(times, q), "ms",
-                        {"requests": b, "path": path, "k": k})  # fmt: skip
+                    ms = 1e3 * percentile(times, q)
+                    add(f"scorer_latency_p{q}", ms, "ms", {"requests": b, "path": path, "k": k})
 
 
 def shard_memory_case(case: dict, add) -> None:
@@ -105,6 +107,7 @@ def shard_memory_case(case: dict, add) -> None:
 
     from jaxrec import sharding, trainer
     from jaxrec.config import load_config
+    from jaxrec.step import compile_train_step
 
     for shards in case.get("shards", (1, 2, 4, 8)):
         if shards > len(jax.devices()):
@@ -126,16 +129,12 @@ def shard_memory_case(case: dict, add) -> None:
         b = next(it)
         b.pop("_epoch"), b.pop("_last")
         batch = sharding.shard_batch(b, run.mesh, run.task.batch_axis)
-        with jax.set_mesh(run.mesh):
-            compiled = (
-                jax.jit(run.task.train_step, donate_argnums=0)
-                .lower(run.state, batch, jax.random.key(0))
-                .compile()
-            )
+        step = compile_train_step(run.task.train_step, run.mesh, run.shardings, cfg.train.nonfinite)
+        compiled = step.compile(run.state, batch, jax.random.key(0))
         mem = compiled.memory_analysis()
         p = {"shards": shards, "devices": len(jax.devices())}
-        add("table_bytes_per_device", per_device, "B", {**p, "ideal": total / shards,
-            "total": total, "replicated_item_arrays": replicated})  # fmt: skip
+        sizes = {"ideal": total / shards, "total": total, "replicated_item_arrays": replicated}
+        add("table_bytes_per_device", per_device, "B", {**p, **sizes})
         if mem is not None:
             add("step_argument_bytes_per_device", mem.argument_size_in_bytes, "B", p)
             add("step_temp_bytes_per_device", mem.temp_size_in_bytes, "B", p)

@@ -10,12 +10,12 @@ An artifact is a directory:
                   an explicit input, so the module holds code and no weights
   items.npy       raw item ids (unicode; index = dense id); users.npy likewise
   metadata.json   model, family, config, shapes, K, versions, calling convention, platforms,
-                  and the sha256 of every other file (`jaxrec.scorer` checks them on load)
+                  and the sha256 of every other file (`jaxrec.serving.scorer` checks them on load)
 
 b and e are symbolic (any batch size, any number of excluded items); L (history length) and
 K (largest top-K) are fixed at export time. Both functions are lowered for CPU and CUDA in
 one module each (`platforms`), for one device: a scorer is replicated, never sharded.
-`jaxrec.scorer.load_scorer` reads it with jax and numpy only.
+`jaxrec.serving.scorer.load_scorer` reads it with jax and numpy only.
 """
 
 from __future__ import annotations
