@@ -24,6 +24,7 @@ import jax
 
 from jaxrec import config, sharding, trainer
 from jaxrec.bench import SYNTHETIC_DATA
+from jaxrec.step import compile_train_step
 
 
 def measure(config_path: str, n: int, overrides: list[str], steps: int) -> None:
@@ -38,7 +39,8 @@ def measure(config_path: str, n: int, overrides: list[str], steps: int) -> None:
         return sharding.shard_batch(b, run.mesh, run.task.batch_axis)
 
     key, state = jax.random.key(0), run.state
-    step = jax.jit(run.task.train_step, donate_argnums=0).lower(state, batch(), key).compile()
+    compiled = compile_train_step(run.task.train_step, run.mesh, run.shardings, "stop")
+    step = compiled.compile(state, batch(), key)
     whole = re.compile(rf"= f32\[{n},")
     dense = [
         line.strip()[:120]

@@ -25,6 +25,7 @@ import numpy as np
 def main() -> None:
     from jaxrec import sharding, trainer
     from jaxrec.config import load_config, to_dict
+    from jaxrec.step import compile_train_step
 
     ap = argparse.ArgumentParser()
     ap.add_argument("config", nargs="?")
@@ -35,7 +36,7 @@ def main() -> None:
     cfg = load_config(args.config, args.set)
     run = trainer.prepare(cfg)
     it = iter(run.task.dataset(0, 1))
-    step = jax.jit(run.task.train_step, donate_argnums=0)
+    step = compile_train_step(run.task.train_step, run.mesh, run.shardings, cfg.train.nonfinite)
     key = jax.random.key(0)
 
     def batches():

@@ -2,8 +2,9 @@
 
     python benchmarks/guard_overhead.py [CONFIG] [--set KEY=VALUE ...] [--calls 30]
 
-Compiles the task's `train_step` three ways (no guard, `stop`, `skip`; see
-`jaxrec.trainer.guard_nonfinite`), each donated as the trainer does, and times `--calls`
+Compiles the task's `train_step` three ways: `stop` and `skip` with
+`jaxrec.step.compile_train_step` (as the trainer does), and without the guard but with the
+same shardings and donation; then times `--calls`
 calls of each after a warm-up, interleaved round by round so that machine load hits all
 three alike; every call is stopped with `block_until_ready`. Prints the median call time
 and the ratio to the unguarded step.
@@ -27,6 +28,7 @@ def main() -> None:
 
     from jaxrec import sharding, trainer
     from jaxrec.config import load_config
+    from jaxrec.step import TrainStep, compile_train_step
 
     run = trainer.prepare(load_config(args.config, args.set))
     it = iter(run.task.dataset(0, 1))
@@ -35,25 +37,30 @@ def main() -> None:
         b = next(it)
         b.pop("_epoch"), b.pop("_last")
         batches.append(sharding.shard_batch(b, run.mesh, run.task.batch_axis))
-    variants = {
-        "none": run.task.train_step,
-        "stop": trainer.guard_nonfinite(run.task.train_step, "stop"),
-        "skip": trainer.guard_nonfinite(run.task.train_step, "skip"),
+    replicated = sharding.replicated(run.mesh)
+    unguarded = jax.jit(
+        run.task.train_step,
+        in_shardings=(run.shardings, None, replicated),
+        out_shardings=(run.shardings, replicated),
+        donate_argnums=0,
+    )
+    steps = {
+        "none": TrainStep(unguarded, run.mesh),
+        "stop": compile_train_step(run.task.train_step, run.mesh, run.shardings, "stop"),
+        "skip": compile_train_step(run.task.train_step, run.mesh, run.shardings, "skip"),
     }
     key = jax.random.key(0)
-    states, steps, times = {}, {}, {name: [] for name in variants}
-    with jax.set_mesh(run.mesh):
-        for name, fn in variants.items():
-            steps[name] = jax.jit(fn, donate_argnums=0)
-            state = jax.tree.map(lambda x: x.copy(), run.state)
-            states[name], _ = steps[name](state, batches[0], key)  # compile + warm-up
-            jax.block_until_ready(states[name])
-        for b in batches[1:]:
-            for name in variants:
-                t = time.perf_counter()
-                states[name], m = steps[name](states[name], b, key)
-                jax.block_until_ready((states[name], m))
-                times[name].append(time.perf_counter() - t)
+    states, times = {}, {name: [] for name in steps}
+    for name, step in steps.items():
+        state = jax.tree.map(lambda x: x.copy(), run.state)
+        states[name], _ = step(state, batches[0], key)  # compile + warm-up
+        jax.block_until_ready(states[name])
+    for b in batches[1:]:
+        for name, step in steps.items():
+            t = time.perf_counter()
+            states[name], m = step(states[name], b, key)
+            jax.block_until_ready((states[name], m))
+            times[name].append(time.perf_counter() - t)
     base = statistics.median(times["none"])
     print(f"{run.cfg.model.name}, {args.calls} calls each, median call time:")
     for name, ts in times.items():

@@ -5,8 +5,8 @@
         --variant "sgd=optim.name=sgd;optim.weight_decay=0"
 
 Each variant: NAME=KEY=VALUE[;KEY=VALUE...] (`--set`s of `jaxrec train`; empty after the
-first `=` for the config as is). The step is jitted with the state donated, run on the
-same first mini-batches of the pipeline: 5 warm-up calls, then the median of 25 timed
+first `=` for the config as is). The step is compiled as `jaxrec train` compiles it
+(`jaxrec.step.compile_train_step`), run on the same first mini-batches of the pipeline: 5 warm-up calls, then the median of 25 timed
 calls, each stopped with `block_until_ready`. Applies the config's `train.host_malloc`
 as `jaxrec train` does. Prints step p50 and steps per epoch × p50 (no input pipeline, no
 validation).
@@ -19,25 +19,26 @@ import time
 
 import jax
 import numpy as np
-from flax import linen as nn
 
-from jaxrec import host_memory
+from jaxrec import host_memory, sharding, trainer
 from jaxrec.config import load_config
-from jaxrec.data.load import load_split
-from jaxrec.tasks import build_task
+from jaxrec.step import compile_train_step
 
 
 def time_step(config: str, sets: list[str], warmup: int = 5, timed: int = 25) -> tuple[float, int]:
     """(median step seconds, steps per epoch) of `config` with `sets`."""
     cfg = load_config(config, sets)
-    _, split = load_split(cfg.data)
-    task = build_task(cfg, split)
-    state = jax.jit(lambda k: nn.meta.unbox(task.init_state(k)))(jax.random.key(0))
+    run = trainer.prepare(cfg)
+    task, state = run.task, run.state
     it = iter(task.dataset(0, 1))
     batches = [
-        {k: v for k, v in next(it).items() if not k.startswith("_")} for _ in range(warmup + timed)
+        sharding.shard_batch(
+            {k: v for k, v in next(it).items() if not k.startswith("_")}, run.mesh, task.batch_axis
+        )
+        for _ in range(warmup + timed)
     ]
-    step, key = jax.jit(task.train_step, donate_argnums=0), jax.random.key(0)
+    step = compile_train_step(task.train_step, run.mesh, run.shardings, cfg.train.nonfinite)
+    key = jax.random.key(0)
     for b in batches[:warmup]:
         state, m = step(state, b, key)
     jax.block_until_ready(m)

@@ -8,6 +8,7 @@ from tiny import overrides
 
 from jaxrec import sharding, trainer
 from jaxrec.config import load_config
+from jaxrec.step import compile_train_step
 
 # One per family by default; the rest (and IRGAN, slow to compile) with -m slow.
 MODELS = ["gru4rec", "multvae", "cfgan"] + [
@@ -23,8 +24,8 @@ def _first_step(model, dtype, tmp_path, ratings_file):
     batch = next(iter(run.task.dataset(0, 1)))
     batch.pop("_epoch"), batch.pop("_last")
     batch = sharding.shard_batch(batch, run.mesh, run.task.batch_axis)
-    with jax.set_mesh(run.mesh):
-        state, metrics = jax.jit(run.task.train_step)(run.state, batch, jax.random.key(0))
+    step = compile_train_step(run.task.train_step, run.mesh, run.shardings)
+    state, metrics = step(run.state, batch, jax.random.key(0))
     return run, state, metrics
 
 

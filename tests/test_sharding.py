@@ -8,6 +8,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from tiny import FAMILIES, overrides, task_setup
 
 from jaxrec import sharding
+from jaxrec.step import compile_train_step
 
 
 @pytest.mark.parametrize("shape", [(2, 4), (1, 8), (8, 1)])
@@ -84,12 +85,11 @@ def test_every_family_on_a_1x8_mesh_matches_one_device(model, tmp_path, ratings_
     for shape, devices in (((1, 1), jax.devices()[:1]), ((1, 8), jax.devices()[:8])):
         mesh = sharding.make_mesh(*shape, devices=devices)
         shardings = sharding.logical_shardings(mesh, abstract)
-        state = jax.device_put(state0, shardings)
-        step = jax.jit(task.train_step, out_shardings=(shardings, sharding.replicated(mesh)))
-        with jax.set_mesh(mesh):
-            for b in batches[:2]:
-                state, m = step(state, sharding.shard_batch(b, mesh, task.batch_axis),
-                                jax.random.key(3))  # fmt: skip
+        state = jax.device_put(jax.tree.map(jnp.copy, state0), shardings)  # donated below
+        step = compile_train_step(task.train_step, mesh, shardings)
+        for b in batches[:2]:
+            b = sharding.shard_batch(b, mesh, task.batch_axis)
+            state, m = step(state, b, jax.random.key(3))
         specs = [x.sharding.spec for x in jax.tree.leaves(state.params)]
         results.append((jax.device_get(state.params), float(m["loss"]), specs))
     assert any(s and s[0] == "model" for s in results[1][2]), "no table was split"
