@@ -57,9 +57,11 @@ def measure(config_path: str, n: int, overrides: list[str], steps: int) -> None:
         state, _ = step(state, b, key)
         jax.block_until_ready(state)
         times.append(time.perf_counter() - t)
-    print(f"{n:,} items: step median {1e3 * statistics.median(times):.1f} ms "
-          f"(min {1e3 * min(times):.1f}); whole-table instructions other than row "
-          f"scatters: {len(dense)}")  # fmt: skip
+    print(
+        f"{n:,} items: step median {1e3 * statistics.median(times):.1f} ms "
+        f"(min {1e3 * min(times):.1f}); whole-table instructions other than row "
+        f"scatters: {len(dense)}"
+    )
     for line in dense[:8]:
         print("    " + line)
 

@@ -60,8 +60,10 @@ def main() -> None:
     for v in a.variant:
         name, _, sets = v.partition("=")
         p50, steps = time_step(a.config, [s for s in sets.split(";") if s])
-        print(f"{name:24s} step p50 {1e3 * p50:6.1f} ms × {steps} steps = {steps * p50:5.1f} s",
-              flush=True)  # fmt: skip
+        print(
+            f"{name:24s} step p50 {1e3 * p50:6.1f} ms × {steps} steps = {steps * p50:5.1f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

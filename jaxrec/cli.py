@@ -196,8 +196,12 @@ def cmd_evaluate(args) -> None:
     for r in results:
         print(evaluation.format_metrics(r))
     if out is not None:
-        doc = {"split": trained.run.split.name, "stage": args.split, "results": results,
-               "parameters": trained.info}  # fmt: skip
+        doc = {
+            "split": trained.run.split.name,
+            "stage": args.split,
+            "results": results,
+            "parameters": trained.info,
+        }
         out.write_text(json.dumps(doc, indent=2, default=float))
 
 
@@ -302,9 +306,16 @@ def cmd_recommend(args) -> None:
         else f"evaluation lists of the {stage} stage: its input rows, excluding what its "
         "evaluation excludes (held-out targets are not in the input)"
     )
-    meta = {"workdir": str(Path(args.workdir).absolute()), "model": run.cfg.model.name,
-            "lists": what, "stage": stage, "k": args.k, "users": len(users),
-            "unknown_users": unknown, "parameters": trained.info}  # fmt: skip
+    meta = {
+        "workdir": str(Path(args.workdir).absolute()),
+        "model": run.cfg.model.name,
+        "lists": what,
+        "stage": stage,
+        "k": args.k,
+        "users": len(users),
+        "unknown_users": unknown,
+        "parameters": trained.info,
+    }
     out.with_name(out.name + ".json").write_text(json.dumps(meta, indent=2, default=float))
     print(f"wrote top-{args.k} for {len(users)} users to {out} ({what})")
 

@@ -1,5 +1,9 @@
 """Peers in the same benchmark run: RecBole beside jaxrec (`jaxrec bench --peers recbole`).
 
+A runner of the repository, not of the installed package: `jaxrec bench` loads it by path
+from the checkout (`jaxrec.bench.suites._peer_runner`); its records are rendered beside
+jaxrec's by `jaxrec.bench.report.side_by_side`.
+
 RecBole lives in its own virtual environment (`bash benchmarks/peers/recbole_setup.sh`;
 `RECBOLE_VENV`, default /work/peers/recbole-venv). For each autoencoder of the suite,
 `benchmarks/peers/recbole_autoencoder.py` trains RecBole's model on the same DiffRec ML-1M
@@ -11,12 +15,11 @@ that short run. These runs time speed; the quality of converged runs is in the R
 RecBole's CDAE scores the full output with BCE; jaxrec's config samples negatives (the
 paper's scheme), so their CDAE rows compare two training objectives of the same model.
 
-Sequential models (GRU4Rec, Caser, NextItNet on SASRec's Games file): a RecBole epoch takes
-1.5–8 minutes on 2 quiet CPU cores (Caser 85 s, NextItNet 150 s, GRU4Rec 488 s, extrapolated
-in one run), so the run times the first batches of one epoch
+Sequential models (GRU4Rec, Caser, NextItNet on SASRec's Games file): a whole RecBole epoch
+takes minutes on a small CPU machine, so the run times the first batches of one epoch
 (`recbole_sequential.py --max-batches`, `SEQUENTIAL` below; RecBole trains each of them on
 one (prefix → next item) example per target with a full softmax) and one full-ranking
-validation pass over its 30,629 users.
+validation pass over every validation user.
 
 Epoch time is the common unit: jaxrec's examples differ by family (Caser windows of T
 targets, NextItNet user rows, RecBole prefixes), so each side's `epoch_time` is its own
@@ -44,30 +47,62 @@ def peer_sizes(model: str, cfg) -> dict:
     B = cfg.train.batch_size
     if model == "caser":
         m = cfg.model.caser
-        return {"embedding_size": m.embedding, "MAX_ITEM_LIST_LENGTH": m.length,
-                "train_batch_size": B}  # fmt: skip
+        return {
+            "embedding_size": m.embedding,
+            "MAX_ITEM_LIST_LENGTH": m.length,
+            "train_batch_size": B,
+        }
     if model == "nextitnet":
         m = cfg.model.nextitnet
-        return {"embedding_size": m.embedding, "MAX_ITEM_LIST_LENGTH": m.max_length,
-                "train_batch_size": B}  # fmt: skip
+        return {
+            "embedding_size": m.embedding,
+            "MAX_ITEM_LIST_LENGTH": m.max_length,
+            "train_batch_size": B,
+        }
     return {}
 
 
-def _command(model: str, python: Path, repo: Path, data_dir, epochs: int, out: Path, tmp,
-             sizes: dict | None = None):  # fmt: skip
+def _command(
+    model: str,
+    python: Path,
+    repo: Path,
+    data_dir,
+    epochs: int,
+    out: Path,
+    tmp,
+    sizes: dict | None = None,
+):
     """The peer script's command line for jaxrec model `model` (`sizes`: `--set`s)."""
     peers, threads = repo / "benchmarks" / "peers", str(os.cpu_count() or 1)
     common = ["--threads", threads, "--out", str(out), "--work-dir", str(tmp)]
     common += [f"--set={k}={json.dumps(v)}" for k, v in (sizes or {}).items()]
     if model in SEQUENTIAL:  # batch size as jaxrec's config (the script's default); one valid pass
         name, batches = SEQUENTIAL[model]
-        cmd = [str(python), str(peers / "recbole_sequential.py"), "--model", name, "--epochs",
-               "1", "--max-batches", str(batches), *common]  # fmt: skip
+        cmd = [
+            str(python),
+            str(peers / "recbole_sequential.py"),
+            "--model",
+            name,
+            "--epochs",
+            "1",
+            "--max-batches",
+            str(batches),
+            *common,
+        ]
         if data_dir is not None:
             cmd += ["--data", str(data_dir / "amazon-games-sasrec" / "Video.txt")]
         return cmd
-    cmd = [str(python), str(peers / "recbole_autoencoder.py"), "--model", AUTOENCODERS[model],
-           "--epochs", str(epochs), "--eval-step", "1", *common]  # fmt: skip
+    cmd = [
+        str(python),
+        str(peers / "recbole_autoencoder.py"),
+        "--model",
+        AUTOENCODERS[model],
+        "--epochs",
+        str(epochs),
+        "--eval-step",
+        "1",
+        *common,
+    ]
     if data_dir is not None:
         cmd += ["--data", str(data_dir / "ml-1m-diffrec-clean")]
     return cmd
@@ -77,22 +112,30 @@ def venv_python() -> Path:
     return Path(os.environ.get("RECBOLE_VENV", "/work/peers/recbole-venv")) / "bin" / "python"
 
 
-def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs: int,
-                    context: dict, sizes: dict | None = None) -> tuple[list[dict], list[str]]:  # fmt: skip
+def recbole_records(
+    models: list[str],
+    repo: Path,
+    data_dir: Path | None,
+    epochs: int,
+    context: dict,
+    sizes: dict | None = None,
+) -> tuple[list[dict], list[str]]:
     """Run RecBole for each of `models` (jaxrec names) → (records, skipped-with-reason);
     sizes: {model: RecBole settings} (`peer_sizes`)."""
     python = venv_python()
     wanted = [m for m in models if m in AUTOENCODERS or m in SEQUENTIAL]
     if not python.exists():
-        return [], [f"recbole: no venv at {python.parent.parent} "
-                    "(bash benchmarks/peers/recbole_setup.sh)"]  # fmt: skip
+        return [], [
+            f"recbole: no venv at {python.parent.parent} (bash benchmarks/peers/recbole_setup.sh)"
+        ]
     records, skipped = [], []
     for model in wanted:
         print(f"bench: peer recbole/{model} ...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "peer.json"
-            cmd = _command(model, python, repo, data_dir, epochs, out, tmp,
-                           (sizes or {}).get(model))  # fmt: skip
+            cmd = _command(
+                model, python, repo, data_dir, epochs, out, tmp, (sizes or {}).get(model)
+            )
             env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode or not out.exists():
@@ -106,19 +149,35 @@ def recbole_records(models: list[str], repo: Path, data_dir: Path | None, epochs
 
 def to_records(model: str, peer: dict, context: dict) -> list[dict]:
     """One RecBole run's JSON (recbole_autoencoder.py / recbole_sequential.py) → records."""
-    ctx = {**context, "config": {"peer_args": peer["args"], "versions": peer["versions"],
-                                 "torch_num_threads": peer["torch_num_threads"]}}  # fmt: skip
+    ctx = {
+        **context,
+        "config": {
+            "peer_args": peer["args"],
+            "versions": peer["versions"],
+            "torch_num_threads": peer["torch_num_threads"],
+        },
+    }
     # The dataset names jaxrec's train file, so both systems share a row key in the tables.
     data = str(peer["data"]) if model in SEQUENTIAL else f"{peer['data']}/train_list.npy"
-    base = {"system": "recbole", "benchmark": "train", "model": model, "dataset": data,
-            "context": ctx}  # fmt: skip
+    base = {
+        "system": "recbole",
+        "benchmark": "train",
+        "model": model,
+        "dataset": data,
+        "context": ctx,
+    }
     batch = peer.get("settings", {}).get("train_batch_size") or peer["args"].get("batch_size")
     params = {"batch_size": batch, "epochs": len(peer["epoch_train_s"])}
     out = []
 
     def add(metric, values, unit, extra=None):
-        rec = {**base, "metric": metric, "value": statistics.median(values), "unit": unit,
-               "params": {**params, **(extra or {})}}  # fmt: skip
+        rec = {
+            **base,
+            "metric": metric,
+            "value": statistics.median(values),
+            "unit": unit,
+            "params": {**params, **(extra or {})},
+        }
         if len(values) > 1:
             rec["spread"] = [min(values), max(values)]
         out.append(rec)
@@ -129,8 +188,12 @@ def to_records(model: str, peer: dict, context: dict) -> list[dict]:
         whole = all(
             n == peer["train_examples_per_epoch"] for n in peer["trained_examples_per_epoch"]
         )
-        add("epoch_time", [peer["train_examples_per_epoch"] / r for r in rates], "s",
-            {"extrapolated": not whole})  # fmt: skip
+        add(
+            "epoch_time",
+            [peer["train_examples_per_epoch"] / r for r in rates],
+            "s",
+            {"extrapolated": not whole},
+        )
     else:  # autoencoders: whole epochs
         add("epoch_time", peer["epoch_train_s"], "s", {"extrapolated": False})
     if peer.get("valid_users_per_s"):

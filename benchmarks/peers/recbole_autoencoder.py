@@ -94,12 +94,22 @@ def main() -> None:
     t0 = time.perf_counter()
     write_inter(Path(a.data), work)
     model_args = {
-        "MultiVAE": {"mlp_hidden_size": [600], "latent_dimension": 200, "dropout_prob": 0.5,
-                     "anneal_cap": 0.2, "total_anneal_steps": 10000},
+        "MultiVAE": {
+            "mlp_hidden_size": [600],
+            "latent_dimension": 200,
+            "dropout_prob": 0.5,
+            "anneal_cap": 0.2,
+            "total_anneal_steps": 10000,
+        },
         "MultiDAE": {"mlp_hidden_size": [600], "latent_dimension": 200, "dropout_prob": 0.5},
-        "CDAE": {"embedding_size": 50, "corruption_ratio": 0.2, "hid_activation": "sigmoid",
-                 "out_activation": "sigmoid", "loss_type": "BCE"},
-    }[a.model]  # fmt: skip
+        "CDAE": {
+            "embedding_size": 50,
+            "corruption_ratio": 0.2,
+            "hid_activation": "sigmoid",
+            "out_activation": "sigmoid",
+            "loss_type": "BCE",
+        },
+    }[a.model]
     config = Config(
         model=a.model,
         dataset=NAME,

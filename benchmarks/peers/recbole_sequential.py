@@ -47,14 +47,32 @@ NAME = "games"
 # every-item windows, and its reg_weight is an L2-norm penalty; its NextItNet trains the
 # last position of each prefix example only.
 MODEL_DEFAULTS = {
-    "GRU4Rec": {"MAX_ITEM_LIST_LENGTH": 50, "embedding_size": 64, "hidden_size": 128,
-                "dropout_prob": 0.3, "train_batch_size": 64},
-    "Caser": {"MAX_ITEM_LIST_LENGTH": 5, "embedding_size": 50, "nh": 16, "nv": 4,
-              "dropout_prob": 0.5, "reg_weight": 1e-5, "train_batch_size": 512},
-    "NextItNet": {"MAX_ITEM_LIST_LENGTH": 50, "embedding_size": 256, "kernel_size": 3,
-                  "block_num": 2, "dilations": [1, 2, 4, 8], "reg_weight": 1e-5,
-                  "train_batch_size": 32},
-}  # fmt: skip
+    "GRU4Rec": {
+        "MAX_ITEM_LIST_LENGTH": 50,
+        "embedding_size": 64,
+        "hidden_size": 128,
+        "dropout_prob": 0.3,
+        "train_batch_size": 64,
+    },
+    "Caser": {
+        "MAX_ITEM_LIST_LENGTH": 5,
+        "embedding_size": 50,
+        "nh": 16,
+        "nv": 4,
+        "dropout_prob": 0.5,
+        "reg_weight": 1e-5,
+        "train_batch_size": 512,
+    },
+    "NextItNet": {
+        "MAX_ITEM_LIST_LENGTH": 50,
+        "embedding_size": 256,
+        "kernel_size": 3,
+        "block_num": 2,
+        "dilations": [1, 2, 4, 8],
+        "reg_weight": 1e-5,
+        "train_batch_size": 32,
+    },
+}
 
 
 class OutOfTime(Exception):
@@ -121,9 +139,7 @@ class SeenMaskTrainer(Trainer):
             train_data = FirstBatches(train_data, self.max_batches)
         t = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
-        self.trained_batches.append(
-            train_data.count if self.max_batches else len(train_data)
-        )  # fmt: skip
+        self.trained_batches.append(train_data.count if self.max_batches else len(train_data))
         self.train_s.append(time.perf_counter() - t)
         self.load_avg.append(os.getloadavg()[0])
         return loss
@@ -157,10 +173,19 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--max-minutes", type=float, default=0, help="stop after the epoch that passes")
-    p.add_argument("--max-batches", type=int, default=0,
-                   help="train only the first N batches of each epoch (timing runs)")  # fmt: skip
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a RecBole setting (value parsed as JSON), repeatable")  # fmt: skip
+    p.add_argument(
+        "--max-batches",
+        type=int,
+        default=0,
+        help="train only the first N batches of each epoch (timing runs)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a RecBole setting (value parsed as JSON), repeatable",
+    )
     p.add_argument("--data", default=DATA)
     p.add_argument("--work-dir", default=os.environ.get("RECBOLE_WORK", "/work/peers/recbole-work"))
     p.add_argument("--out", required=True, help="JSON file to write")

@@ -193,8 +193,7 @@ def _utilisation(records: list[dict]) -> list[str]:
 def throughput_bars(records: list[dict]) -> list[dict]:
     """The train_throughput records the throughput plot draws: jaxrec's only. A peer counts
     other examples (RecBole's sequential models one prefix each), so its examples/s on the
-    same axis would mislead (an earlier plot drew RecBole's bar over jaxrec's); the peer
-    ratio plot compares the two."""
+    same axis would mislead; the peer ratio plot compares the two."""
     return [
         r
         for r in records

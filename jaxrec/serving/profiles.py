@@ -75,5 +75,9 @@ def write_embeddings(path: str | Path, run, params) -> dict:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.concat_tables(tables), path)
-    return {"users": len(users), "user_dim": u_vec.shape[1], "items": len(raw_items),
-            "item_dim": i_vec.shape[1]}  # fmt: skip
+    return {
+        "users": len(users),
+        "user_dim": u_vec.shape[1],
+        "items": len(raw_items),
+        "item_dim": i_vec.shape[1],
+    }

@@ -92,12 +92,27 @@ class Scorer:
         return dense, missing
 
     def _batch(self, inputs, users, exclude, exclude_seen: bool, unknown: str):
+        """Requests → (n, users [b], hist ids/mask [b, L], exclude ids/mask [b, E]), the
+        batch padded to its bucket b, dense ids."""
+        users = self._checked(inputs, users, exclude, unknown)
+        rows, skipped = [], []
+        for r in range(len(inputs)):
+            row, missing = self._row(inputs[r], users[r], exclude[r] if exclude else [], unknown)
+            hist, extra = row[1], row[2]
+            rows.append((row[0], hist, (hist if exclude_seen else []) + extra))
+            skipped += missing
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} unknown id(s): {skipped[:10]}", stacklevel=3)
+        return len(inputs), *self._arrays(rows)
+
+    def _checked(self, inputs, users, exclude, unknown: str) -> list:
+        """Validate a call's arguments → one raw user id (or None) per request."""
         if unknown not in ("error", "skip"):
             raise ValueError(f"unknown must be 'error' or 'skip', got {unknown!r}")
         _check_requests(inputs, "inputs")
         if exclude is not None:
             _check_requests(exclude, "exclude")
-        n, L = len(inputs), self.history_length
+        n = len(inputs)
         if users is None:
             if self.uses_user_ids:
                 raise JaxrecError(
@@ -107,21 +122,22 @@ class Scorer:
             users = [None] * n
         if len(users) != n or (exclude is not None and len(exclude) != n):
             raise ValueError("inputs, users and exclude must have one entry per request")
-        rows, skipped = [], []
-        for r in range(n):
-            hist, miss = self._dense(inputs[r], self._item_index, "item", unknown)
-            extra, miss2 = self._dense(
-                exclude[r] if exclude else [], self._item_index, "item", unknown
-            )
-            user = 0
-            if users[r] is not None:
-                found, miss3 = self._dense([users[r]], self._user_index, "user", unknown)
-                user = found[0] if found else 0
-                miss += miss3
-            skipped += miss + miss2
-            rows.append((user, hist, (hist if exclude_seen else []) + extra))
-        if skipped:
-            warnings.warn(f"skipped {len(skipped)} unknown id(s): {skipped[:10]}", stacklevel=3)
+        return users
+
+    def _row(self, inputs, user, exclude, unknown: str) -> tuple[tuple, list]:
+        """One request in dense ids → ((user, history, extra exclusions), unknown ids)."""
+        hist, miss = self._dense(inputs, self._item_index, "item", unknown)
+        extra, miss2 = self._dense(exclude, self._item_index, "item", unknown)
+        dense_user = 0
+        if user is not None:
+            found, miss3 = self._dense([user], self._user_index, "user", unknown)
+            dense_user = found[0] if found else 0
+            miss += miss3
+        return (dense_user, hist, extra), miss + miss2
+
+    def _arrays(self, rows: list[tuple]) -> tuple:
+        """(user, history, exclusions) rows → arrays padded to the batch's bucket."""
+        n, L = len(rows), self.history_length
         b = _bucket(n)
         e = _bucket(max((len(x) for _, _, x in rows), default=1), 8)
         users_a = np.zeros(b, np.int32)
@@ -133,7 +149,7 @@ class Scorer:
             if h:  # left-padded: the newest item in the last column
                 hist_ids[r, L - len(h) :], hist_mask[r, L - len(h) :] = h, True
             ex_ids[r, : len(excl)], ex_mask[r, : len(excl)] = excl, True
-        return n, users_a, hist_ids, hist_mask, ex_ids, ex_mask
+        return users_a, hist_ids, hist_mask, ex_ids, ex_mask
 
     def recommend(
         self,
