@@ -5,6 +5,12 @@ with early stopping → orbax checkpoints → test, beside the baselines, with t
 parameters by validation (the last ones where no validation stage exists); the workdir
 commands use the same (`workdir.open_trained`). Rerunning the same command in the same
 workdir resumes from the newest checkpoint.
+
+The loop runs in named phases over one `_Loop` (the run, its state and where results go) and
+a `Progress` (what every checkpoint's metadata records): `_setup` (restore, compile the step
+with `step.compile_train_step`), `_train_epochs` (`_train_call` per compiled call,
+`_close_epoch` → `_end_epoch` → `_validate` per epoch, `_save` checkpoints), `_test`. The
+test tables are formatted by `reporting.test_tables`.
 """
 
 from __future__ import annotations

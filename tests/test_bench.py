@@ -472,3 +472,13 @@ def test_help_sentences_are_whole(capsys):
     text = " ".join(capsys.readouterr().out.split())
     whole = "scorer latency, measured the same way every time, as JSON records."
     assert whole in text and "--force" in text
+
+
+def test_peer_runner_is_loaded_by_path_and_its_absence_is_said(tmp_path, monkeypatch):
+    """The RecBole runner lives in the checkout (benchmarks/peers/), not in the wheel."""
+    runner = suites._peer_runner(REPO)
+    assert callable(runner.to_records) and callable(runner.recbole_records)
+    assert suites._peer_runner(tmp_path) is None
+    monkeypatch.setattr(suites, "_peers_root", lambda configs_dir: tmp_path)
+    got, why = suites._recbole("multvae", None, [], tmp_path, None, {}, [{"context": {}}])
+    assert got == [] and "no peer runner at" in why[0] and "jaxrec checkout" in why[0]

@@ -24,6 +24,11 @@ from pathlib import Path
 
 from jaxrec.errors import ConfigError, JaxrecError
 
+DESCRIPTION = (
+    "`jaxrec bench`: training throughput, step latency, compile time, evaluation throughput, "
+    "memory and scorer latency, measured the same way every time, as JSON records."
+)
+
 # The suites: (benchmark, model, config file relative to the repo's configs/, overrides).
 _SCALE = [
     "data.synthetic.num_users=2000",
@@ -400,12 +405,9 @@ def _recbole(model, path, overrides, configs_dir, data_dir, spec, got) -> tuple[
 def main(argv: list[str] | None = None) -> int:
     """`jaxrec bench` (and `python -m benchmarks`): run a suite → exit status 0; a usage
     error (non-empty --out without --force, missing configs) → one line and status 2."""
-    from jaxrec import bench
-
-    description = " ".join(bench.__doc__.split("\n\n")[0].split())  # the first paragraph
     ap = argparse.ArgumentParser(
         prog="jaxrec bench",
-        description=description,
+        description=DESCRIPTION,
         epilog="example: jaxrec bench --suite quick --out bench/",
     )
     ap.add_argument(
