@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.peers import recbole
-from jaxrec.bench import cases, costs, suites
+from jaxrec.bench import cases, costs, isolation, suites
 from jaxrec.bench import records as bench_records
 from jaxrec.bench.report import plots, side_by_side, table, throughput_bars
 from jaxrec.errors import ConfigError
@@ -330,8 +330,8 @@ def test_suite_forks_each_case_from_one_import_and_reports_failures(tmp_path):
     script = f"""
 import sys
 from pathlib import Path
-from jaxrec.bench import suites as bench
-assert bench._can_fork()
+from jaxrec.bench import isolation, suites as bench
+assert isolation.can_fork()
 tiny = {TINY!r}
 bench.SUITES["t"] = {{"calls": 2, "repeats": 1, "warmup": 1, "shards": (1, 8), "cases": [
     ("embedding-scale", "gru4rec", None, [*tiny, "optim.sparse=true"]),
@@ -339,7 +339,7 @@ bench.SUITES["t"] = {{"calls": 2, "repeats": 1, "warmup": 1, "shards": (1, 8), "
     ("embedding-shards", "gru4rec", None, [*tiny, "data.synthetic.num_items=64",
                                            "optim.sparse=true"])]}}
 bench.run_suite("t", Path(sys.argv[1]), Path("{REPO / "configs"}"))
-assert bench._can_fork()  # the cases ran in children: still no backend here
+assert isolation.can_fork()  # the cases ran in children: still no backend here
 """
     env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
@@ -362,11 +362,11 @@ def test_a_process_with_a_backend_starts_a_fresh_one_per_case():
     import jax
 
     jax.devices()  # this process's backend is up
-    assert not suites._can_fork()
-    got, phases, error = suites._run_isolated({"benchmark": "machine", "repeats": 1}, {})
+    assert not isolation.can_fork()
+    got, phases, error = isolation.run_isolated({"benchmark": "machine", "repeats": 1}, {})
     assert error == "" and phases == {}
     assert {r["metric"] for r in got} == {"machine_matmul_flops", "machine_memory_bandwidth"}
-    got, _, error = suites._run_isolated({"benchmark": "nonsense", "config": None, "set": []}, {})
+    got, _, error = isolation.run_isolated({"benchmark": "nonsense", "config": None, "set": []}, {})
     assert got == [] and error  # the failure's last lines, not an exception here
 
 

@@ -261,7 +261,7 @@ def plots(records: list[dict], out: Path) -> list[Path]:
 
 def _ratio_plot(plt, rows: list[dict], path: Path) -> Path:
     """Speed-up over each peer (training epoch time, evaluation users/s), log scale, with
-    each ratio's ceiling marked (`bench_peers.comparisons`)."""
+    each ratio's ceiling marked (`comparisons`)."""
     fig, ax = plt.subplots(figsize=(7.5, 0.7 * len(rows) + 2.0))
     y = list(range(len(rows)))
     bars = (

@@ -220,7 +220,8 @@ def _deserialize(path: Path):
 
 
 def verify(path: str | Path) -> dict:
-    """Check that every part of the artifact at `path` exists and matches its sha256 → metadata."""
+    """Check that every part of the artifact at `path` exists and matches its sha256 →
+    metadata."""
     path = Path(path)
     meta_path = path / "metadata.json"
     try:
