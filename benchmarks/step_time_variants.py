@@ -6,9 +6,9 @@
 
 Each variant: NAME=KEY=VALUE[;KEY=VALUE...] (`--set`s of `jaxrec train`; empty after the
 first `=` for the config as is). The step is compiled as `jaxrec train` compiles it
-(`jaxrec.step.compile_train_step`), run on the same first mini-batches of the pipeline: 5 warm-up calls, then the median of 25 timed
-calls, each stopped with `block_until_ready`. Applies the config's `train.host_malloc`
-as `jaxrec train` does. Prints step p50 and steps per epoch × p50 (no input pipeline, no
+(`jaxrec.step.compile_train_step`) and run on the same first mini-batches of the pipeline:
+5 warm-up calls, then the median of 25 timed calls, each stopped with `block_until_ready`.
+Applies the config's `train.host_malloc` as `jaxrec train` does (`trainer.prepare`). Prints step p50 and steps per epoch × p50 (no input pipeline, no
 validation).
 """
 
