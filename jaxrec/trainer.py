@@ -29,7 +29,7 @@ from jaxrec.config import Config
 from jaxrec.data.load import load_split_onto, source_files
 from jaxrec.errors import CheckpointError, ConfigError, JaxrecError
 from jaxrec.reporting import MetricWriter, results_table
-from jaxrec.tasks import FAMILIES, Task, build_task
+from jaxrec.tasks import Task, build_task
 from jaxrec.workdir import Preempted, Preemption
 
 LOWER_IS_BETTER = ("rmse", "mae")
@@ -238,7 +238,7 @@ def _prepare_in(workdir: Path, cfg: Config, force: bool, owner: bool):
 
     if not resuming:
         record()
-    if run.data.timestamps is None and FAMILIES[cfg.model.name] in ("sequential", "cnn"):
+    if run.data.timestamps is None and run.task.needs_order:
         say(
             f"WARNING: {run.data.source} has no timestamp column: {cfg.model.name} reads each "
             "user's events in FILE ORDER. If that order is not chronological the model learns "
