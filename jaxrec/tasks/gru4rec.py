@@ -58,8 +58,6 @@ class GRU4RecState(struct.PyTreeNode):
 
 def make_model(cfg, num_items: int) -> GRU4Rec:
     m = cfg.model.gru4rec
-    if m.constrained_embedding and m.embedding > 0:
-        raise ConfigError("model.gru4rec.constrained_embedding needs model.gru4rec.embedding=0")
     return GRU4Rec(
         num_items=num_items,
         layers=tuple(m.layers),
