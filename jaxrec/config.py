@@ -13,7 +13,7 @@ import difflib
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -58,13 +58,13 @@ class DataConfig:
     min_rating: float | None = None
     min_user_events: int = ranged(0, ">= 0")
     min_item_events: int = ranged(0, ">= 0")
-    split: str = "leave_one_out"
+    split: Literal["leave_one_out", "temporal_ratio", "heldout_users", "presplit"] = "leave_one_out"
     valid_source: str | None = None  # presplit only
     test_source: str | None = None  # presplit only
     # presplit only: the test stage's model input. train_valid (default): train + valid rows;
     # train: the train rows only, as DiffRec evaluates; train and valid items are excluded
     # from the ranking either way.
-    test_input: str = "train_valid"
+    test_input: Literal["train_valid", "train"] = "train_valid"
     valid_ratio: float = ranged(0.1, "[0, 1)")  # temporal_ratio only
     test_ratio: float = ranged(0.1, "[0, 1)")  # temporal_ratio only
     valid_users: int = ranged(0, ">= 0")  # heldout_users only
@@ -105,20 +105,24 @@ class CaserConfig:
     # On the input window's item embeddings (not in the paper).
     dropout_embed: float = ranged(0.0, "[0, 1)")
     dropout_user: float = ranged(0.0, "[0, 1)")  # on the user embedding P_u (not in the paper)
-    conv_activation: str = "relu"  # activation of the horizontal convolutions (phi_c)
-    fc_activation: str = "relu"  # activation of the fully-connected layer (phi_a)
+    conv_activation: Literal["relu", "tanh", "sigmoid", "identity"] = (
+        "relu"  # activation of the horizontal convolutions (phi_c)
+    )
+    fc_activation: Literal["relu", "tanh", "sigmoid", "identity"] = (
+        "relu"  # activation of the fully-connected layer (phi_a)
+    )
     negatives: int = ranged(3, ">= 0")  # uniform negatives per target (loss "bce")
     tied: bool = False  # RecBole's output layer: fc2 to d, scored against the input table
     # "bce": the paper's binary cross-entropy on targets and sampled negatives; "softmax":
     # cross-entropy of a softmax over every item per target (RecBole's Caser loss);
     # "sampled-softmax": over loss.n_sample negatives ∝ count^loss.sample_alpha shared by
     # the mini-batch, minus loss.logq × logQ (NextItNet's sampled loss).
-    loss: str = "bce"
+    loss: Literal["bce", "softmax", "sampled-softmax"] = "bce"
     # Which windows an epoch trains on: "official" (graytowne/caser_pytorch: every L + T
     # consecutive items, so a user's first L items are never targets) or "every-item"
     # (RecBole: each training item after the first starts a window's targets, the input
     # its up to L predecessors, left-padded; the targets are cut at the sequence's end).
-    windows: str = "official"
+    windows: Literal["official", "every-item"] = "official"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +145,7 @@ class NextItNetConfig:
     tied: bool = False  # output scores against the input table (RecBole) instead of W
     # What feeds the output layer: "relu" (the official code: ReLU of the last block) or
     # "linear" (RecBole: a C→C dense layer, no activation).
-    head: str = "relu"
+    head: Literal["relu", "linear"] = "relu"
     # On the scores before loss.kind=bpr-max (GRU4Rec's final_act, e.g. elu-0.5).
     final_act: str = "linear"
 
@@ -165,9 +169,9 @@ class CDAEConfig:
 
     hidden: int = ranged(50, ">= 1")
     corruption: float = ranged(0.5, "[0, 1)")  # input dropout rate q
-    hidden_activation: str = "sigmoid"
-    output_activation: str = "sigmoid"
-    loss: str = "logistic"  # logistic | squared
+    hidden_activation: Literal["sigmoid", "tanh", "relu", "identity"] = "sigmoid"
+    output_activation: Literal["sigmoid", "tanh", "relu", "identity"] = "sigmoid"
+    loss: Literal["logistic", "squared"] = "logistic"
     negatives: int = ranged(0, ">= 0")  # sampled negatives per positive; 0 = full output
     l2: float = ranged(0.0, ">= 0")
 
@@ -188,7 +192,9 @@ class CFGANConfig:
     generator uses `optim.*`, the discriminator Adam with `d_learning_rate`.
     """
 
-    mode: str = "item"  # item: rows are item vectors over users (official code); user: paper
+    mode: Literal["item", "user"] = (
+        "item"  # item: rows are item vectors over users (official code); user: paper
+    )
     generator: tuple[int, ...] = ranged((400,), ">= 1")  # sigmoid hidden layers of G
     discriminator: tuple[int, ...] = ranged((125,), ">= 1")  # sigmoid hidden layers of D
     # S_ZR: share of a row's unobserved entries reconstructed as 0.
@@ -200,13 +206,12 @@ class CFGANConfig:
     # (needs pm_ratio == zr_ratio), false: independent draws as the paper describes.
     shared_zr_pm: bool = False
     # The official trainer calls `np.random.seed(int(time.time()))` before every row's draw,
-    # so all rows sampled within one second (a whole round's sampling loop, 0.17 s on
-    # ML-100K) replay one random stream: rows with as many unobserved entries pick the same
+    # so all rows sampled within one second (a whole round's sampling loop on ML-100K)
+    # replay one random stream: rows with as many unobserved entries pick the same
     # positions in their unobserved lists, and ZR and PM are nested (the same set at equal
     # ratios). true: emulate that, one shared uniform per position per round; false:
-    # independent draws per row, as the paper and the ECIR 2022 port. Measured on ML-100K
-    # (2026-11-29, seeds 0 / 1, 250 epochs): P@5 0.4380 / 0.4346, within the spread of
-    # independent draws (0.4274-0.4378).
+    # independent draws per row, as the paper and the ECIR 2022 port (docs/models/cfgan.md
+    # compares the two).
     reseeded_draws: bool = False
     zr_coefficient: float = ranged(0.03, ">= 0")  # alpha
     g_steps: int = ranged(4, ">= 1")  # G passes over each mini-batch per train step
@@ -257,7 +262,9 @@ class ModelConfig:
     (multvae and multdae both read `vae`).
     """
 
-    name: str = "gru4rec"
+    name: Literal[
+        "gru4rec", "caser", "nextitnet", "multvae", "multdae", "cdae", "autorec", "cfgan", "irgan"
+    ] = "gru4rec"
     compute_dtype: str = "float32"
     gru4rec: GRU4RecConfig = GRU4RecConfig()
     caser: CaserConfig = CaserConfig()
@@ -271,7 +278,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    kind: str = "cross-entropy"  # cross-entropy | bpr-max | top1-max
+    kind: Literal["cross-entropy", "bpr-max", "top1-max"] = "cross-entropy"
     n_sample: int = ranged(2048, ">= 0")  # extra negatives shared across the mini-batch
     sample_alpha: float = ranged(0.5, ">= 0")  # negatives ∝ popularity ** alpha
     bpreg: float = ranged(1.0, ">= 0")  # BPR-max score regularisation
@@ -280,11 +287,11 @@ class LossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    name: str = "adagrad"  # adagrad | adam | adamw | sgd
+    name: Literal["adagrad", "adam", "adamw", "sgd"] = "adagrad"
     learning_rate: float = ranged(0.05, "> 0")
     momentum: float = ranged(0.0, "[0, 1)")
     weight_decay: float = ranged(0.0, ">= 0")
-    schedule: str = "constant"  # constant | cosine | linear
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
     warmup_steps: int = ranged(0, ">= 0")
     clip_norm: float | None = ranged(None, ">= 0")
     sparse: bool = True  # update item tables only where a batch touches them (row-wise)
@@ -308,9 +315,11 @@ class TrainConfig:
     checkpoint_every: int = ranged(1, ">= 1")  # epochs
     keep_checkpoints: int = ranged(2, ">= 1")
     progress: bool | None = None  # None = only when stdout is a terminal
-    nonfinite: str = "stop"  # non-finite loss/metrics: stop (naming the step) | skip the update
+    nonfinite: Literal["stop", "skip"] = (
+        "stop"  # non-finite loss/metrics: stop (naming the step) | skip the update
+    )
     # Host malloc for XLA's CPU temporaries: default | keep-freed (jaxrec.host_memory).
-    host_malloc: str = "default"
+    host_malloc: Literal["default", "keep-freed"] = "default"
     # SIGTERM → checkpoint and exit 143 within this time.
     preempt_grace_seconds: float = ranged(25.0, "> 0")
 
@@ -319,25 +328,24 @@ class TrainConfig:
 class EvalConfig:
     """Protocol of every reported number: full ranking over the catalogue and/or SASRec sampled."""
 
-    protocols: tuple[str, ...] = ("full", "sampled")
+    protocols: tuple[Literal["full", "sampled"], ...] = ("full", "sampled")
     ks: tuple[int, ...] = ranged((10, 20), ">= 1", nonempty=True)
     metric: str = "ndcg@10"  # early-stopping and best-checkpoint metric (full ranking, validation)
     # Where that metric is read: valid, or test: the protocol of CFGAN's and IRGAN's own
     # code, which keeps the epoch best on the test set. Optimistic; only for reproducing
     # those papers' figures; the last epoch's test figures are reported beside it.
-    select_on: str = "valid"
+    select_on: Literal["valid", "test"] = "valid"
     num_negatives: int = ranged(100, ">= 1")
-    # Users scored per evaluation chunk. 256: on the 2-core CPU, full-ranking evaluation of
-    # Games' 30,901 test users (23,715 items) ran at 13.6k users/s for GRU4Rec against 8.4k
-    # with 1,024-user chunks, NextItNet 2.0k vs 1.7k, Caser 21.7k vs 22.9k (2026-11-29);
-    # a 1,024 x 23,715 score block is 97 MB, fresh pages on every chunk under glibc's default
-    # malloc. The ML-1M autoencoder configs (2,810 items) keep 1,024.
+    # Users scored per evaluation chunk. Small enough that a chunk's score block (chunk x
+    # items, float32) stays cache- and allocator-friendly on a large catalogue, where a
+    # bigger block gets fresh pages on every chunk under glibc's default malloc; small
+    # catalogues (the ML-1M autoencoder configs) can take larger chunks.
     chunk_size: int = ranged(256, ">= 1")
     # Newest history items handed to a model (fewer where it reads fewer: Caser's L,
     # NextItNet's max_length; `trainer.history_width`).
     max_history: int = ranged(200, ">= 1")
-    recall_denominator: str = "min"  # min: min(K, |T|) (Mult-VAE); all: |T|
-    baselines: tuple[str, ...] = ("popularity", "markov")  # popularity | markov | ease
+    recall_denominator: Literal["min", "all"] = "min"  # min: min(K, |T|) (Mult-VAE); all: |T|
+    baselines: tuple[Literal["popularity", "markov", "ease"], ...] = ("popularity", "markov")
     ease_l2: float = ranged(500.0, "> 0")  # EASE's lambda (Steck, WWW 2019)
 
 
@@ -396,6 +404,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     overridden = {_apply_override(raw, item) for item in overrides}
     try:
         cfg = _build(Config, raw, where, "")
+        _check_choices(cfg, where)
     except ConfigError as e:
         # Point at the line of the offending key when it came from the file.
         key = getattr(e, "key", None)
@@ -487,6 +496,50 @@ def _build(cls, raw: Any, where: str, prefix: str):
     return cls(**kwargs)
 
 
+def _check_choices(cfg: Config, where: str) -> None:
+    """Combinations of fields that no model can train with, each a ConfigError naming the
+    key it blames; checked only for the model `model.name` picks."""
+    m, name, loss = cfg.model, cfg.model.name, cfg.loss
+    if name == "gru4rec" and m.gru4rec.constrained_embedding and m.gru4rec.embedding > 0:
+        raise _error(
+            f"{where}: model.gru4rec.constrained_embedding needs model.gru4rec.embedding=0",
+            "model.gru4rec.constrained_embedding",
+        )
+    if name == "caser" and m.caser.loss == "sampled-softmax" and loss.n_sample < 1:
+        raise _error(
+            f"{where}: model.caser.loss=sampled-softmax needs loss.n_sample ≥ 1", "loss.n_sample"
+        )
+    if name == "nextitnet":
+        if loss.kind not in ("cross-entropy", "bpr-max"):
+            raise _error(
+                f"{where}: nextitnet: loss.kind={loss.kind!r}; use cross-entropy or bpr-max",
+                "loss.kind",
+            )
+        if loss.kind == "bpr-max" and not loss.n_sample:
+            raise _error(
+                f"{where}: nextitnet: loss.kind=bpr-max needs sampled negatives (loss.n_sample)",
+                "loss.kind",
+            )
+    if name == "cdae" and m.cdae.loss == "logistic" and m.cdae.output_activation != "sigmoid":
+        raise _error(
+            f"{where}: model.cdae.loss=logistic needs model.cdae.output_activation=sigmoid",
+            "model.cdae.output_activation",
+        )
+    if name == "cfgan":
+        c, batch = m.cfgan, cfg.train.batch_size
+        for field in ("g_batch_size", "d_batch_size"):
+            if batch % getattr(c, field):
+                raise _error(
+                    f"{where}: model.cfgan.{field} must divide train.batch_size={batch}",
+                    f"model.cfgan.{field}",
+                )
+        if c.shared_zr_pm and c.zr_ratio != c.pm_ratio:
+            raise _error(
+                f"{where}: model.cfgan.shared_zr_pm needs pm_ratio == zr_ratio (one draw)",
+                "model.cfgan.shared_zr_pm",
+            )
+
+
 def _check_range(field: dataclasses.Field, value: Any, raw: Any, where: str, key: str) -> None:
     """Raise a ConfigError naming `key`, the value as written (`raw`) and the field's range
     (`ranged`) where the coerced `value` (each element of a tuple) lies outside it."""
@@ -539,6 +592,13 @@ def _coerce(tp, value, where: str, key: str):
             except ConfigError as e:
                 errors.append(str(e))
         raise _error(errors[0], key)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, str) and value in choices:
+            return value
+        near = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise _error(f"{where}: {key}={value!r}: {hint}use one of {', '.join(choices)}", key)
     if origin is tuple:
         (elem, *_) = typing.get_args(tp)
         items = value if isinstance(value, list | tuple) else [value]

@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxrec.errors import ConfigError
 from jaxrec.tasks import FAMILIES
-from jaxrec.tasks.adversarial import generate
+from jaxrec.tasks.generate import generate
 
 DEFAULT_TEMPERATURE = 0.1
 

@@ -15,7 +15,8 @@ from jaxrec import baselines, evaluation, losses, sharding
 from jaxrec.config import CFGANConfig, IRGANConfig
 from jaxrec.models.cfgan import CFGANDiscriminator, CFGANGenerator
 from jaxrec.models.irgan import MF
-from jaxrec.tasks import adversarial
+from jaxrec.tasks import cfgan, irgan
+from jaxrec.tasks.generate import generate
 
 TINY = [
     "data.synthetic.num_users=64",
@@ -56,12 +57,12 @@ def test_zr_pm_masks_have_the_configured_size_and_skip_purchases():
     x = (rng.random((6, 50)) < 0.3).astype(np.float32)
     x[0] = 1.0  # a row with nothing unobserved selects nothing
     for ratio in (0.0, 0.2, 0.7, 1.0):
-        sel = np.asarray(adversarial.sample_unobserved(jax.random.key(1), jnp.asarray(x), ratio))
+        sel = np.asarray(cfgan.sample_unobserved(jax.random.key(1), jnp.asarray(x), ratio))
         unobserved = (x == 0).sum(axis=1)
         np.testing.assert_array_equal(sel.sum(axis=1), np.floor(unobserved * ratio + 1e-4))
         assert not (sel & (x > 0)).any()
-    a = adversarial.sample_unobserved(jax.random.key(1), jnp.asarray(x), 0.5)
-    b = adversarial.sample_unobserved(jax.random.key(2), jnp.asarray(x), 0.5)
+    a = cfgan.sample_unobserved(jax.random.key(1), jnp.asarray(x), 0.5)
+    b = cfgan.sample_unobserved(jax.random.key(2), jnp.asarray(x), 0.5)
     assert not np.array_equal(a, b)  # the draw depends on the key
 
 
@@ -70,7 +71,7 @@ def test_shared_zr_pm_reuses_the_zr_entries_as_the_official_code():
 
     x = jnp.asarray((np.random.default_rng(0).random((5, 40)) < 0.3).astype(np.float32))
     for shared in (False, True):
-        zr, pm = adversarial.cfgan_masks(jax.random.key(3), x, CFGANConfig(shared_zr_pm=shared))
+        zr, pm = cfgan.cfgan_masks(jax.random.key(3), x, CFGANConfig(shared_zr_pm=shared))
         np.testing.assert_array_equal(np.maximum(x, pm), pm)  # purchases always shown
         assert np.array_equal(pm - x, zr) == shared
 
@@ -85,7 +86,7 @@ def test_reseeded_draws_pick_the_same_positions_as_the_official_reseeding():
     x = np.zeros((6, 30), np.float32)
     for r in range(6):  # rows 0-2: 10 purchases each, rows 3-5: 4
         x[r, rng.choice(30, 10 if r < 3 else 4, replace=False)] = 1
-    sel = np.asarray(adversarial.sample_unobserved(jax.random.key(5), jnp.asarray(x), 0.5, True))
+    sel = np.asarray(cfgan.sample_unobserved(jax.random.key(5), jnp.asarray(x), 0.5, True))
 
     def positions(r):
         return np.flatnonzero(sel[r][x[r] == 0])
@@ -96,12 +97,12 @@ def test_reseeded_draws_pick_the_same_positions_as_the_official_reseeding():
         for r in group[1:]:
             np.testing.assert_array_equal(positions(r), positions(group[0]))
     xs = jnp.asarray(x)
-    zr, pm = adversarial.cfgan_masks(jax.random.key(3), xs, CFGANConfig(reseeded_draws=True))
+    zr, pm = cfgan.cfgan_masks(jax.random.key(3), xs, CFGANConfig(reseeded_draws=True))
     np.testing.assert_array_equal(pm - x, zr)
     cfg = CFGANConfig(reseeded_draws=True, pm_ratio=0.3)
-    zr, pm = adversarial.cfgan_masks(jax.random.key(3), xs, cfg)
+    zr, pm = cfgan.cfgan_masks(jax.random.key(3), xs, cfg)
     assert ((pm - x) <= zr).all() and (pm - x).sum() < zr.sum()  # PM inside ZR
-    indep = np.asarray(adversarial.sample_unobserved(jax.random.key(5), xs, 0.5))
+    indep = np.asarray(cfgan.sample_unobserved(jax.random.key(5), xs, 0.5))
     assert not all(
         np.array_equal(np.flatnonzero(indep[r][x[r] == 0]), np.flatnonzero(indep[0][x[0] == 0]))
         for r in (1, 2)
@@ -110,11 +111,11 @@ def test_reseeded_draws_pick_the_same_positions_as_the_official_reseeding():
 
 def test_each_pass_reshuffles_every_row_into_the_sub_batches():
     rows = jnp.arange(12)
-    passes = [adversarial.sub_batches(rows, 4, jax.random.key(k)) for k in range(2)]
+    passes = [cfgan.sub_batches(rows, 4, jax.random.key(k)) for k in range(2)]
     for mbs in passes:  # [3, 4]: every row exactly once per pass
         assert mbs.shape == (3, 4) and sorted(np.asarray(mbs).ravel()) == list(range(12))
     assert not np.array_equal(passes[0], passes[1])  # a fresh order per pass
-    np.testing.assert_array_equal(adversarial.sub_batches(rows, 4), rows.reshape(3, 4))
+    np.testing.assert_array_equal(cfgan.sub_batches(rows, 4), rows.reshape(3, 4))
 
 
 def _np_mlp(params, x, out_act):
@@ -129,7 +130,7 @@ def _np_mlp(params, x, out_act):
 def test_cfgan_losses_match_numpy():
     gen, dis = CFGANGenerator(12, (6, 5)), CFGANDiscriminator((4,))
     c = CFGANConfig(g_l2=0.01, d_l2=0.02, zr_coefficient=0.3)
-    s = adversarial.CFGANStatic(gen, dis, None, None, 12, c)
+    s = cfgan.CFGANStatic(gen, dis, None, None, 12, c)
     rng = np.random.default_rng(0)
     x = (rng.random((4, s.width)) < 0.2).astype(np.float32)
     pm = np.maximum(x, rng.random(x.shape) < 0.5).astype(np.float32)
@@ -146,8 +147,8 @@ def test_cfgan_losses_match_numpy():
     want_d = np.sum((sp(-d_real) + sp(d_fake)) * valid) / 3 + 0.02 * l2(d)
     zr_term = s.c.zr_coefficient * np.sum(out**2 * zr, axis=1)
     want_g = np.sum((sp(-d_fake) + zr_term) * valid) / 3 + 0.01 * l2(g)
-    got_d = adversarial.cfgan_d_loss(d, g, x, pm, valid, s)
-    got_g = adversarial.cfgan_g_loss(g, d, x, pm, zr, valid, s)
+    got_d = cfgan.cfgan_d_loss(d, g, x, pm, valid, s)
+    got_g = cfgan.cfgan_g_loss(g, d, x, pm, zr, valid, s)
     np.testing.assert_allclose(float(got_d), want_d, rtol=1e-5)
     np.testing.assert_allclose(float(got_g), want_g, rtol=1e-5)
 
@@ -155,7 +156,7 @@ def test_cfgan_losses_match_numpy():
 def test_irgan_policy_gradient_matches_numpy():
     # One user, 4 items, logits l = p_u·Q + b; loss = -mean_s r_s log softmax(l)[i_s].
     # d loss / d b_j = -mean_s r_s (1[j = i_s] - p_j).
-    s = adversarial.IRGANStatic(MF(1, 4, 2), None, None, None, 0, IRGANConfig())
+    s = irgan.IRGANStatic(MF(1, 4, 2), None, None, None, 0, IRGANConfig())
     params = {
         "user": jnp.array([[0.5, -1.0]]),
         "item": jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.5]]),
@@ -164,7 +165,7 @@ def test_irgan_policy_gradient_matches_numpy():
     samples = jnp.array([[0, 2, 2, 3]])
     reward = jnp.array([[0.5, -0.25, 1.0, 0.0]])
     smask = jnp.array([[True, True, True, False]])  # the last sample is padding
-    loss, grad = jax.value_and_grad(adversarial.irgan_g_loss)(
+    loss, grad = jax.value_and_grad(irgan.irgan_g_loss)(
         params, jnp.array([0]), samples, reward, smask, jnp.array([True]), s
     )
     logits = np.array([0.5 + 0.1, -1.0, -0.5 - 0.2, -0.5 - 0.5 + 0.3])
@@ -187,7 +188,7 @@ def test_irgan_policy_gradient_matches_numpy():
 
 def test_inverse_cdf_sampling_follows_the_distribution():
     probs = jnp.array([[0.1, 0.0, 0.6, 0.3]])
-    draws = np.asarray(adversarial.inverse_cdf_sample(jax.random.key(0), probs, 20000))[0]
+    draws = np.asarray(irgan.inverse_cdf_sample(jax.random.key(0), probs, 20000))[0]
     freq = np.bincount(draws, minlength=4) / len(draws)
     np.testing.assert_allclose(freq, [0.1, 0.0, 0.6, 0.3], atol=0.015)
     assert (draws != 1).all()
@@ -215,7 +216,7 @@ def test_update_counts_per_train_step():
     opt["generator"] = s.g_tx.init(state.params["generator"])
     opt["discriminator"] = s.d_tx.init(state.params["discriminator"])
     state = state.replace(opt_state=opt)
-    state, m = jax.jit(functools.partial(adversarial.irgan_train_step, s=s))(
+    state, m = jax.jit(functools.partial(irgan.irgan_train_step, s=s))(
         state, batches[0], jax.random.key(0)
     )
     assert int(state.opt_state["discriminator"][1].count) == cfg.model.irgan.d_steps == 2
@@ -312,17 +313,17 @@ def test_generate_samples_virtual_rows():
     cfg, split, task, state, batches = _cached("irgan")
     users = jnp.arange(4, dtype=jnp.int32)
     ids, mask = jnp.zeros((4, 2), jnp.int32), jnp.zeros((4, 2), bool)
-    top = adversarial.generate(task.score, state.params, users, ids, mask, jax.random.key(0), n=5)
+    top = generate(task.score, state.params, users, ids, mask, jax.random.key(0), n=5)
     scores = np.asarray(task.score(state.params, users, ids, mask))
     np.testing.assert_array_equal(np.asarray(top), np.argsort(-scores, axis=1)[:, :5])
-    drawn = adversarial.generate(
+    drawn = generate(
         task.score, state.params, users, ids, mask, jax.random.key(0), n=5, temperature=0.2
     )
     drawn = np.asarray(drawn)
     assert drawn.shape == (4, 5) and all(len(set(r)) == 5 for r in drawn)
     assert drawn.min() >= 0 and drawn.max() < split.num_items
     # Sampling follows softmax(scores / T): a tiny temperature gives the top items.
-    cold = adversarial.generate(
+    cold = generate(
         task.score, state.params, users, ids, mask, jax.random.key(1), n=1, temperature=1e-6
     )
     np.testing.assert_array_equal(np.asarray(cold)[:, 0], np.asarray(top)[:, 0])

@@ -13,7 +13,8 @@ from tiny import task_setup
 from jaxrec import baselines, sharding
 from jaxrec.cli import main
 from jaxrec.evaluation import evaluate
-from jaxrec.tasks import autoencoder
+from jaxrec.tasks import cdae, vae
+from jaxrec.tasks._user_rows import multi_hot
 
 SMALL = [
     "data.synthetic.num_users=200",
@@ -61,16 +62,16 @@ def test_multi_hot_on_device_equals_numpy_and_is_items_sharded():
     ids = rng.integers(0, 12, (8, 6)).astype(np.int32)
     ids[0, :3] = 5  # a repeated id counts once
     mask = rng.random((8, 6)) < 0.7
-    got = jax.jit(autoencoder.multi_hot, static_argnums=2)(ids, mask, 12)
+    got = jax.jit(multi_hot, static_argnums=2)(ids, mask, 12)
     np.testing.assert_array_equal(got, np.minimum(_np_multi_hot(ids, mask, 12), 1))
     values = rng.random((8, 6)).astype(np.float32)
-    got_v = jax.jit(autoencoder.multi_hot, static_argnums=2)(ids, mask, 12, values)
+    got_v = jax.jit(multi_hot, static_argnums=2)(ids, mask, 12, values)
     np.testing.assert_allclose(got_v, _np_multi_hot(ids, mask, 12, values), rtol=1e-6)
     # Under a 2x4 mesh the rows come out split over data and the items over model.
     mesh = sharding.make_mesh(2, 4)
     with jax.set_mesh(mesh):
         b = sharding.shard_batch({"ids": ids, "mask": mask}, mesh)
-        x = jax.jit(autoencoder.multi_hot, static_argnums=2)(b["ids"], b["mask"], 12)
+        x = jax.jit(multi_hot, static_argnums=2)(b["ids"], b["mask"], 12)
     assert x.sharding.spec == jax.sharding.PartitionSpec("data", "model")
     np.testing.assert_array_equal(x, np.minimum(_np_multi_hot(ids, mask, 12), 1))
 
@@ -85,12 +86,12 @@ def test_beta_is_annealed_from_state_step():
         assert int(new.step) == s + 1
     # β multiplies the KL: with the same randomness, loss(β) - loss(0) = β·KL per user.
     c = task.train_step.keywords["c"]
-    x = autoencoder.multi_hot(batches[0]["ids"], batches[0]["mask"], c.model.num_items)
+    x = multi_hot(batches[0]["ids"], batches[0]["mask"], c.model.num_items)
     keys = tuple(jax.random.split(jax.random.key(3), 3))
 
     @jax.jit
     def per_row(beta):
-        return autoencoder._per_row_loss(state.params, batches[0], x, keys, c, beta)
+        return vae.per_row_loss(state.params, x, keys[:2], c, beta)
 
     (with_kl, kl), (without, _) = per_row(0.2), per_row(0.0)
     np.testing.assert_allclose(with_kl - without, 0.2 * kl, rtol=1e-4, atol=1e-4)
@@ -255,12 +256,10 @@ def test_cli_train_end_to_end(tmp_path, capsys, name):
 
 
 def test_cdae_negative_sampling_draws_unobserved_items_at_the_ratio():
-    from jaxrec.tasks.autoencoder import _negative_weights
-
     x = np.zeros((3, 200), np.float32)
     x[0, :10], x[1, :40], x[2, :150] = 1, 1, 1  # 10, 40, 150 positives
-    w = np.stack([np.asarray(_negative_weights(jax.random.key(s), jnp.asarray(x), 2))
-                  for s in range(400)])  # fmt: skip
+    draw = cdae.negative_weights
+    w = np.stack([np.asarray(draw(jax.random.key(s), jnp.asarray(x), 2)) for s in range(400)])
     assert set(np.unique(w)) <= {0.0, 1.0} and (w[:, x > 0] == 0).all()  # never a positive
     drawn = w.sum(-1).mean(0)  # per row, over 400 draws: 2 × positives, all when too few
     np.testing.assert_allclose(drawn, [20, 80, 50], rtol=0.03)
@@ -274,14 +273,14 @@ def test_cdae_logistic_loss_is_the_papers_cross_entropy_over_the_weighted_items(
     naive log σ underflows)."""
     _, _, task, state, batches = _setup("cdae")
     c = task.train_step.keywords["c"]
-    x = autoencoder.multi_hot(batches[0]["ids"], batches[0]["mask"], c.model.num_items)
+    x = multi_hot(batches[0]["ids"], batches[0]["mask"], c.model.num_items)
     keys = tuple(jax.random.split(jax.random.key(4), 3))
     params = jax.tree.map(lambda v: v, state.params)  # a copy: the state stays as it was
     params["dec"]["bias"] = params["dec"]["bias"].at[:2].set(jnp.array([60.0, -60.0]))
-    got, _ = autoencoder._per_row_loss(params, batches[0], x, keys, c, 0.0)
-    logits, _ = c.model.apply({"params": params}, x, batches[0]["users"], train=True,
-                              rngs={"dropout": keys[0]})  # fmt: skip
-    weight = x + autoencoder._negative_weights(keys[2], x, c.negatives)
+    got = cdae.per_row_loss(params, batches[0], x, (keys[0], keys[2]), c)
+    rngs = {"dropout": keys[0]}
+    logits, _ = c.model.apply({"params": params}, x, batches[0]["users"], train=True, rngs=rngs)
+    weight = x + cdae.negative_weights(keys[2], x, c.negatives)
     l, y = np.asarray(logits, np.float64), np.asarray(x, np.float64)
     log_p, log_not_p = -np.logaddexp(0, -l), -np.logaddexp(0, l)  # log σ(l), log(1 − σ(l))
     want = (np.asarray(weight) * (-y * log_p - (1 - y) * log_not_p)).sum(-1)

@@ -146,7 +146,7 @@ def test_training_lowers_loss_and_beats_popularity():
     assert model["ndcg@10"] > 2 * pop["ndcg@10"], (model, pop)
 
 
-@pytest.mark.slow  # the same row-wise machinery: tests/test_sequential.py, test_nextitnet.py
+@pytest.mark.slow  # the same row-wise machinery: tests/test_gru4rec.py, test_nextitnet.py
 def test_sparse_row_updates_equal_dense_updates():
     extra = ["optim.name=adagrad", "optim.learning_rate=0.05", "model.caser.dropout=0"]
     task_s, state_s, batches, _ = _setup([*extra, "optim.sparse=true"])

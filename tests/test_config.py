@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,60 @@ def test_lists_that_need_a_value_refuse_an_empty_one():
         load_config(None, ["eval.ks=[]"])
     cfg = load_config(None, ["model.nextitnet.length_buckets=[]"])  # () = no buckets
     assert cfg.model.nextitnet.length_buckets == ()
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("model.name", "gru4recc"),
+        ("model.caser.loss", "ce"),
+        ("model.caser.windows", "all"),
+        ("model.caser.conv_activation", "gelu"),
+        ("model.caser.fc_activation", "gelu"),
+        ("model.nextitnet.head", "gelu"),
+        ("model.cdae.hidden_activation", "gelu"),
+        ("model.cdae.output_activation", "gelu"),
+        ("model.cdae.loss", "hinge"),
+        ("model.cfgan.mode", "both"),
+        ("loss.kind", "bpr"),
+        ("optim.name", "lamb"),
+        ("optim.schedule", "step"),
+        ("train.nonfinite", "ignore"),
+        ("train.host_malloc", "keep"),
+        ("eval.select_on", "train"),
+        ("eval.recall_denominator", "max"),
+        ("eval.protocols", "[full, popular]"),
+        ("eval.baselines", "[ease, itemknn]"),
+        ("data.split", "random"),
+        ("data.test_input", "valid"),
+    ],
+)
+def test_a_choice_outside_its_literal_names_the_key_and_the_choices(key, value):
+    with pytest.raises(ConfigError, match=rf"^--set {re.escape(key)}=.*use one of"):
+        load_config(None, [f"{key}={value}"])
+
+
+def test_a_choice_in_a_file_names_its_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  name: caser\n  caser:\n    loss: ce\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}:4: model\.caser\.loss='ce'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "sets,key",
+    [
+        (["model.gru4rec.embedding=8"], "model.gru4rec.constrained_embedding"),
+        (["model.name=caser", "model.caser.loss=sampled-softmax", "loss.n_sample=0"],
+         "loss.n_sample"),
+        (["model.name=nextitnet", "loss.kind=top1-max"], "loss.kind"),
+        (["model.name=nextitnet", "loss.kind=bpr-max", "loss.n_sample=0"], "loss.kind"),
+        (["model.name=cdae", "model.cdae.output_activation=relu"], "model.cdae.output_activation"),
+        (["model.name=cfgan", "train.batch_size=60"], "model.cfgan.g_batch_size"),
+        (["model.name=cfgan", "model.cfgan.shared_zr_pm=true", "model.cfgan.pm_ratio=0.5"],
+         "model.cfgan.shared_zr_pm"),
+    ],
+)  # fmt: skip
+def test_combinations_no_model_trains_with_name_the_key(sets, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(None, sets)

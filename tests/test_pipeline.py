@@ -3,7 +3,6 @@ import numpy as np
 from jaxrec.data.interactions import Sequences
 from jaxrec.data.pipeline import (
     SessionParallelBlocks,
-    item_counts,
     session_parallel_dataset,
     session_parallel_schedule,
 )
@@ -95,8 +94,3 @@ def test_process_columns_partition_the_global_batch():
         np.testing.assert_array_equal(
             np.concatenate([left[i]["inputs"], right[i]["inputs"]], axis=1), f["inputs"]
         )
-
-
-def test_item_counts_are_target_counts():
-    seqs = Sequences.from_rows([[0, 1, 1], [2], [2, 0]])
-    np.testing.assert_array_equal(item_counts(seqs, 4), [1, 2, 0, 0])

@@ -117,10 +117,3 @@ def session_parallel_dataset(seqs: Sequences, **kwargs) -> grain.IterDataset:
     # a slice, so more threads would not help.
     options = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
     return grain.MapDataset.source(source).to_iter_dataset(options)
-
-
-def item_counts(seqs: Sequences, num_items: int) -> np.ndarray:
-    """How often each item appears as a training target (the sampler's popularity)."""
-    rows = np.flatnonzero(seqs.lengths >= 2)
-    targets = np.concatenate([seqs.row(u)[1:] for u in rows]) if len(rows) else np.zeros(0, int)
-    return np.bincount(targets, minlength=num_items).astype(np.float64)

@@ -39,9 +39,8 @@ def causal_conv(x: jax.Array, w: jax.Array, b: jax.Array, dilation: int, dtype=j
     """Dilated causal 1-D convolution. x [B, L, C_in], w [k, C_in, C_out], b [C_out].
 
     out[t] = b + Σ_j x[t - (k-1-j)·dilation] @ w[j], with x = 0 before the sequence start.
-    One XLA convolution (left padding, kernel dilation): on the 2-core CPU the gradient of 16
-    such layers (B 128, L 20, C 64) took 25 ms, against 54 ms for the same sum written as k
-    shifted slices concatenated into one matmul (micro-benchmark, 2026-11-29).
+    One XLA convolution (left padding, kernel dilation): its gradient is about twice as fast
+    on CPU as the same sum written as k shifted slices concatenated into one matmul.
     """
     k = w.shape[0]
     out = jax.lax.conv_general_dilated(

@@ -1,7 +1,10 @@
-"""Model families as tasks: a plain registry from model name to the family that builds it.
+"""Models as tasks: a plain registry from model name to the module that builds its task.
 
-A `Task` is what the one trainer needs from any family: a state initialiser, a pure train
-step, a scorer for evaluation, and a grain dataset. Nothing here is model-specific.
+A `Task` is what the one trainer needs from any model: a state initialiser, a pure train
+step, a scorer for evaluation, and a grain dataset. Nothing here is model-specific: each
+model's loss wiring, step and data live in its own module (`jaxrec.tasks.gru4rec`,
+`caser`, `nextitnet`, `vae` for Mult-VAE and Mult-DAE, `cdae`, `autorec`, `cfgan`, `irgan`);
+pieces two models share live in the private `_samplers`, `_sparse_rows` and `_user_rows`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class Task:
     history_width: the newest items of a history that `score` and `represent` read (0: all
       they are given); callers hand no more (`trainer.history_width`): fewer input shapes
       to compile and less padding to move.
+    needs_order: the model reads each user's events as a sequence, so their order matters
+      (the trainer warns when the data has no timestamp to order them by).
     """
 
     name: str
@@ -49,8 +54,24 @@ class Task:
     evaluate: Callable[[Any, str], dict] | None = None
     examples_per_epoch: int = 0
     history_width: int = 0
+    needs_order: bool = False
 
 
+# Model name → the module under jaxrec.tasks whose `build(cfg, split)` makes its task.
+MODULES = {
+    "gru4rec": "gru4rec",
+    "caser": "caser",
+    "nextitnet": "nextitnet",
+    "multvae": "vae",
+    "multdae": "vae",
+    "cdae": "cdae",
+    "autorec": "autorec",
+    "cfgan": "cfgan",
+    "irgan": "irgan",
+}
+
+# Model name → its family: a label written into exported artifacts' metadata
+# (`jaxrec.export`) and read by `jaxrec generate`, which needs an adversarial model.
 FAMILIES = {
     "gru4rec": "sequential",
     "caser": "cnn",
@@ -70,13 +91,13 @@ def build_task(cfg, split, events=None) -> Task:
     events: the loaded `Interactions` the split came from (ids as the run maps them); AutoRec
     splits their ratings itself, and reads `cfg.data` again only when they are not given."""
     name = cfg.model.name
-    if name not in FAMILIES:
-        near = difflib.get_close_matches(name, FAMILIES, n=1)
+    if name not in MODULES:
+        near = difflib.get_close_matches(name, MODULES, n=1)
         hint = f"did you mean {near[0]!r}? " if near else ""
         raise ConfigError(
-            f"model.name={name!r} is not a known model; {hint}available: {', '.join(FAMILIES)}"
+            f"model.name={name!r} is not a known model; {hint}available: {', '.join(MODULES)}"
         )
-    module = importlib.import_module(f"jaxrec.tasks.{FAMILIES[name]}")
+    module = importlib.import_module(f"jaxrec.tasks.{MODULES[name]}")
     if name == "autorec":  # the one task that needs the events, not only the split
         return module.build(cfg, split, events=events)
     return module.build(cfg, split)

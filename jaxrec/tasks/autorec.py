@@ -1,4 +1,5 @@
-"""I-AutoRec task (Sedhain et al., WWW 2015): rating prediction, evaluated by RMSE.
+"""I-AutoRec (Sedhain et al., WWW 2015) as a task: rating prediction, evaluated by RMSE;
+its rating split, loss, `init_state`, `train_step`, `score`, `evaluate`, `dataset`, `build`.
 
 Shapes: B batch of items, M row width, U users, I items.
 
@@ -37,7 +38,7 @@ from jaxrec.errors import ConfigError
 from jaxrec.models.autorec import AutoRec
 from jaxrec.optim import make_optimizer
 from jaxrec.tasks import Task
-from jaxrec.tasks.autoencoder import AEState, multi_hot
+from jaxrec.tasks._user_rows import TrainState, masked_update, multi_hot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +88,7 @@ class StepConfig:
     num_rows: int  # items with a training rating: the rows of one epoch
 
 
-def train_step(state: AEState, batch, rng, *, c: StepConfig):
+def train_step(state: TrainState, batch, rng, *, c: StepConfig):
     """One update on a mini-batch of item rows: users = item ids int32 [B], ids = user ids
     int32 [B, M], values = ratings float32 [B, M], mask, valid → (state, metrics)."""
     del rng  # AutoRec is deterministic
@@ -106,15 +107,7 @@ def train_step(state: AEState, batch, rng, *, c: StepConfig):
         return sse + 0.5 * c.l2 * share * sq, per_row
 
     (_, per_row), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = c.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    keep = valid.any()
-    params, opt_state = jax.tree.map(
-        lambda n, o: jnp.where(keep, n, o), (params, opt_state), (state.params, state.opt_state)
-    )
-    state = state.replace(
-        step=state.step + keep.astype(state.step.dtype), params=params, opt_state=opt_state
-    )
+    state = masked_update(state, c.tx, grads, valid.any())
     n_ratings = observed.sum()
     return state, {
         "loss": losses.masked_row_mean(per_row, valid),  # squared error per item row
@@ -218,14 +211,19 @@ def build(cfg, split, events=None) -> Task:
 
     def init_state(rng):
         params = model.init(rng, jnp.zeros((B, ratings.num_users), jnp.float32))["params"]
-        return AEState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
     def dataset(process_index: int, process_count: int):
         return user_rows_dataset(
-            seqs, batch_size=B, epochs=cfg.train.epochs, seed=cfg.train.seed,
-            shuffle=cfg.train.shuffle, values=values,
-            process_index=process_index, process_count=process_count,
-        )  # fmt: skip
+            seqs,
+            batch_size=B,
+            epochs=cfg.train.epochs,
+            seed=cfg.train.seed,
+            shuffle=cfg.train.shuffle,
+            values=values,
+            process_index=process_index,
+            process_count=process_count,
+        )
 
     width = int(seqs.lengths.max())
     train_rows = _rows(seqs, values, np.arange(ratings.num_items), width)

@@ -1,11 +1,16 @@
-"""Sequential next-item task for GRU4Rec: session-parallel training with sampled negatives.
+"""GRU4Rec (Hidasi & Karatzoglou, CIKM 2018) as a task: session-parallel training with
+sampled negatives; its loss wiring, `init_state`, `train_step`, `score`, `dataset`, `build`.
 
-Loss and sampling follow the official GRU4Rec (Hidasi & Karatzoglou, CIKM 2018): each row's
-target is scored against the other rows' targets (in-batch negatives) plus `n_sample` extra
-items drawn ∝ popularity^alpha and shared by the mini-batch, logits [B, B + S]; then
+Shapes: T mini-batches per call, B rows (session-parallel streams), S extra samples,
+I items, H hidden units.
+
+Loss and sampling follow the official GRU4Rec: each row's target is scored against the
+other rows' targets (in-batch negatives) plus `n_sample` extra items drawn ∝
+popularity^alpha and shared by the mini-batch (`_samplers`), logits [B, B + S]; then
 cross-entropy, BPR-max or TOP1-max. One compiled call runs T mini-batches with `lax.scan`,
 carrying the GRU state across them exactly as the official code carries it across
-mini-batches (one step of back-propagation through time).
+mini-batches (one step of back-propagation through time). Item tables are updated
+row-wise on the rows a step touches (`_sparse_rows`) where `item_tables` says so.
 """
 
 from __future__ import annotations
@@ -21,16 +26,18 @@ from flax import linen as nn
 from flax import struct
 
 from jaxrec import losses
-from jaxrec.data.pipeline import item_counts, session_parallel_dataset
-from jaxrec.embedding import ROW_OPTIMIZERS, gather_rows, init_row_slots, touched_rows, update_rows
+from jaxrec.data.pipeline import session_parallel_dataset
+from jaxrec.embedding import ROW_OPTIMIZERS, gather_rows, touched_rows
 from jaxrec.errors import ConfigError
 from jaxrec.models.gru4rec import GRU4Rec
 from jaxrec.optim import make_optimizer, schedule
 from jaxrec.tasks import Task
+from jaxrec.tasks._samplers import sampler_tables, shared_samples, target_counts
+from jaxrec.tasks._sparse_rows import apply_updates, init_slots
 
 
-class SequentialState(struct.PyTreeNode):
-    """Train state of the sequential task.
+class GRU4RecState(struct.PyTreeNode):
+    """Train state of GRU4Rec.
 
     params: all model parameters; opt_state: optax state of the dense parameters (all of
     them when the tables are updated densely); table_slots: per item table updated
@@ -51,8 +58,6 @@ class SequentialState(struct.PyTreeNode):
 
 def make_model(cfg, num_items: int) -> GRU4Rec:
     m = cfg.model.gru4rec
-    if m.constrained_embedding and m.embedding > 0:
-        raise ConfigError("model.gru4rec.constrained_embedding needs model.gru4rec.embedding=0")
     return GRU4Rec(
         num_items=num_items,
         layers=tuple(m.layers),
@@ -64,14 +69,6 @@ def make_model(cfg, num_items: int) -> GRU4Rec:
     )
 
 
-def sampler_tables(counts: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """(cdf of sampling ∝ count^alpha, log count); items never seen are never sampled."""
-    w = np.where(counts > 0, counts, 1.0) ** alpha * (counts > 0)
-    with np.errstate(divide="ignore"):
-        log_counts = np.log(counts)
-    return np.cumsum(w / w.sum()).astype(np.float32), np.maximum(log_counts, 0).astype(np.float32)
-
-
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
     """Static pieces of the step, bound with functools.partial before jit."""
@@ -80,17 +77,16 @@ class StepConfig:
     tx: optax.GradientTransformation
     learning_rate: optax.Schedule
     tables: tuple[tuple[str, str], ...]  # (item table, row-wise optimizer | dense); () = dense
+    momentum: float  # heavy-ball momentum of the row-wise Adagrad (lazy: touched rows only)
+    loss: object  # LossConfig
+    final_act: str
 
     @property
     def rowwise(self) -> tuple[str, ...]:
         return tuple(name for name, kind in self.tables if kind != "dense")
 
-    momentum: float  # heavy-ball momentum of the row-wise Adagrad (lazy: touched rows only)
-    loss: object  # LossConfig
-    final_act: str
 
-
-def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
+def train_step(state: GRU4RecState, batch, rng, *, c: StepConfig):
     """T session-parallel updates. batch: inputs/targets int32 [T, B], reset/valid bool [T, B]."""
     num_items = state.sample_cdf.shape[0]
 
@@ -99,9 +95,7 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
         k_sample, k_drop = jax.random.split(key)
         valid, B = mb["valid"], mb["valid"].shape[0]
         hidden = tuple(jnp.where(mb["reset"][:, None], 0.0, h) for h in state.hidden)
-        u = jax.random.uniform(k_sample, (c.loss.n_sample,)) * state.sample_cdf[-1]
-        negatives = jnp.searchsorted(state.sample_cdf, u, side="right").astype(jnp.int32)
-        negatives = jnp.minimum(negatives, num_items - 1)
+        negatives = shared_samples(k_sample, state.sample_cdf, c.loss.n_sample)
         cols = jnp.concatenate([mb["targets"], negatives])
         log_q = None
         if c.loss.logq:
@@ -154,31 +148,21 @@ def train_step(state: SequentialState, batch, rng, *, c: StepConfig):
                 if k not in c.rowwise
             },
         }
-        updates, opt_state = c.tx.update(g_dense, state.opt_state, dense)
-        new_dense = optax.apply_updates(dense, updates)
         # An all-padding mini-batch (end of an epoch) must not move the dense optimizer;
-        # row-wise Adagrad with a zero gradient is already a no-op.
-        keep = valid.any()
-        new_dense, opt_state = jax.tree.map(
-            lambda n, o: jnp.where(keep, n, o), (new_dense, opt_state), (dense, state.opt_state)
+        # row-wise Adagrad with a zero gradient is already a no-op, and it writes no row
+        # (momentum would move them).
+        state = apply_updates(
+            state,
+            tx=c.tx,
+            learning_rate=c.learning_rate,
+            momentum=c.momentum,
+            dense=dense,
+            g_dense=g_dense,
+            tables=[(k, rows, kind) for k, kind in c.tables if kind != "dense"],
+            g_tables=g_tables,
+            keep=valid.any(),
         )
-        params, slots = dict(new_dense), dict(state.table_slots)
-        lr = c.learning_rate(state.step)
-        if c.tables:  # an all-padding block writes no row (momentum would move them)
-            rows = jnp.where(keep, rows, num_items)
-        for k, kind in c.tables:
-            if kind == "dense":
-                continue
-            params[k], slots[k] = update_rows(
-                kind, state.params[k], slots[k], rows, g_tables[k], lr, state.step + 1, c.momentum
-            )
-        state = state.replace(
-            step=state.step + keep.astype(state.step.dtype),
-            params=params,
-            opt_state=opt_state,
-            table_slots=slots,
-            hidden=tuple(jax.lax.stop_gradient(h) for h in new_hidden),
-        )
+        state = state.replace(hidden=tuple(jax.lax.stop_gradient(h) for h in new_hidden))
         return state, (loss_sum, valid.sum())
 
     state, (loss_sums, counts) = jax.lax.scan(one, state, batch)
@@ -251,7 +235,7 @@ def build(cfg, split) -> Task:
     """GRU4Rec task on `split.train` (session-parallel over each user's sequence)."""
     model = make_model(cfg, split.num_items)
     B = cfg.train.batch_size
-    counts = item_counts(split.train, split.num_items)
+    counts = target_counts(split.train, split.num_items)
     if counts.sum() == 0:
         raise ConfigError("no training sequence has 2 or more events; nothing to learn from")
     cdf, log_counts = sampler_tables(counts, cfg.loss.sample_alpha)
@@ -265,13 +249,8 @@ def build(cfg, split) -> Task:
         params = model.init(rng, jnp.zeros((B,), jnp.int32), hidden)["params"]
         rowwise = [name for name, kind in tables if kind != "dense"]
         dense = {k: v for k, v in params.items() if k not in rowwise}
-        # Slots share their table's logical axes, so they are row-sharded alike.
-        slots = {
-            k: init_row_slots(kind, params[k], cfg.optim.momentum)
-            for k, kind in tables
-            if kind != "dense"
-        }
-        return SequentialState(
+        slots = init_slots(params, [t for t in tables if t[1] != "dense"], cfg.optim.momentum)
+        return GRU4RecState(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=tx.init(dense),
@@ -306,6 +285,7 @@ def build(cfg, split) -> Task:
     losses.final_activation(cfg.model.gru4rec.final_act, cfg.loss.kind)  # fail here, not inside jit
     return Task(
         name="gru4rec",
+        needs_order=True,
         init_state=init_state,
         train_step=functools.partial(train_step, c=static),
         score=functools.partial(score, model=model),
