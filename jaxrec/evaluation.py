@@ -196,6 +196,16 @@ def _accumulate(acc: dict, sums: dict) -> dict:
     return jax.tree.map(jnp.add, acc, sums)
 
 
+def _check_request(protocol: str, ks, num_items: int) -> tuple[int, ...]:
+    """The cut-offs as ints, once the protocol and every k (1..num_items) are known good."""
+    if protocol not in _PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) <= 0 or max(ks) > num_items:
+        raise ConfigError(f"ks must be positive and at most the {num_items} items: {ks}")
+    return ks
+
+
 def evaluate(
     score_fn: ScoreFn,
     split: Split,
@@ -233,11 +243,7 @@ def evaluate(
     ..., 'seconds', 'users_per_second'} (+ 'recall_denominator' for full ranking). 'seconds'
     is wall time including host batching, scoring and compilation.
     """
-    if protocol not in _PROTOCOLS:
-        raise ConfigError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
-    ks = tuple(int(k) for k in ks)
-    if not ks or min(ks) <= 0 or max(ks) > split.num_items:
-        raise ConfigError(f"ks must be positive and at most the {split.num_items} items: {ks}")
+    ks = _check_request(protocol, ks, split.num_items)
     start = time.perf_counter()
     inputs, targets = split.stage(stage)
     seen = split.seen(stage)

@@ -53,6 +53,13 @@ def final_activation(name: str, kind: str = "cross-entropy") -> Callable[[jax.Ar
     cross-entropy only and is the identity here, because `gru4rec_loss` takes the softmax
     itself (official: final_act='softmax' then -log(diag + 1e-24)). The PyTorch port's
     `elu_param=a` is 'elu-<a>' (a = 0 there means linear).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> act = losses.final_activation("leaky-0.1")
+        >>> print(act(jnp.array([-1.0, 0.0, 2.0])))
+        [-0.1  0.   2. ]
     """
     if name == "linear" or (name == "softmax" and kind == "cross-entropy"):
         return lambda x: x
@@ -90,6 +97,14 @@ def gru4rec_log_q(
     `logq * log(concat(P0[Y[:M]], P0[Y[M:]] ** sample_alpha))` with P0 the raw counts, so
     the two groups keep their own normalisers (which do not cancel in the softmax).
     Pass `logq * gru4rec_log_q(...)` as `log_q` to `gru4rec_loss`.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> log_counts = jnp.log(jnp.array([1.0, 2.0, 4.0, 8.0]))
+        >>> # columns: two in-batch targets (items 3, 1), then one sample (item 2), alpha 0.5
+        >>> print(jnp.round(losses.gru4rec_log_q(log_counts, jnp.array([3, 1, 2]), 2, 0.5), 4))
+        [2.0794 0.6931 0.6931]
     """
     lc = _f32(log_counts)[cols]
     scale = jnp.where(jnp.arange(cols.shape[0]) < num_targets, 1.0, jnp.float32(sample_alpha))
@@ -114,6 +129,16 @@ def sampled_softmax_ce(
     [B, C], the columns allowed in the denominator (the label column always is); eps: the
     official GRU4Rec adds 1e-24 to the probability. Returns float32 scalar: mean (or sum)
     over valid rows.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> logits = jnp.array([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+        >>> print(jnp.round(losses.sampled_softmax_ce(logits, jnp.array([0, 2])), 4))
+        0.7531
+        >>> valid = jnp.array([True, False])  # the second row is padding
+        >>> print(jnp.round(losses.sampled_softmax_ce(logits, jnp.array([0, 2]), valid=valid), 4))
+        0.4076
     """
     x = _f32(logits)
     B, C = x.shape
@@ -152,6 +177,18 @@ def shared_negatives_ce(
 
     In NextItNet's step on Games (B 128, L 20, S 1,024, 2-core CPU) the concatenations,
     broadcasts and their transposes took 17 ms of an 82 ms step (XLA profile, 2026-11-29).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> pos, neg = jnp.array([2.0, 0.0]), jnp.array([[1.0, 0.0], [0.0, 0.0]])
+        >>> valid = jnp.array([True, True])
+        >>> print(jnp.round(losses.shared_negatives_ce(pos, neg, valid=valid), 4))
+        0.7531
+        >>> # the same as a sampled softmax with the target in column 0:
+        >>> logits = jnp.concatenate([pos[:, None], neg], axis=1)
+        >>> print(jnp.round(losses.sampled_softmax_ce(logits, jnp.array([0, 0])), 4))
+        0.7531
     """
     rows = jnp.asarray(valid, bool)
     p = jnp.where(rows, _f32(pos) - log_q_pos, 0.0)  # padded rows: finite, gradient-free
@@ -164,7 +201,15 @@ def shared_negatives_ce(
 
 
 def sample_hits(samples: jax.Array, targets: jax.Array) -> jax.Array:
-    """How many of the shared samples int [S] equal each target: int32, targets' shape."""
+    """How many of the shared samples int [S] equal each target: int32, targets' shape.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> print(losses.sample_hits(jnp.array([4, 7, 4]), jnp.array([[4, 5], [7, 1]])))
+        [[2 0]
+         [1 0]]
+    """
     ordered = jnp.sort(samples)
     right = jnp.searchsorted(ordered, targets, side="right")
     return (right - jnp.searchsorted(ordered, targets, side="left")).astype(jnp.int32)
@@ -191,6 +236,17 @@ def grouped_shared_negatives_ce(
     their gradients cancel too. The denominator is floored at e^{pos}, what it holds at
     least, so rounding in that subtraction cannot reach log(0). Caser's window step (Games,
     B 512, T 3, S 4,096) no longer builds six [1,536, 4,096] arrays.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> samples, targets = jnp.array([4, 5, 6]), jnp.array([[4, 9]])  # sample 0 hits target 4
+        >>> hits = losses.sample_hits(samples, targets)
+        >>> pos, neg = jnp.array([[2.0, 1.0]]), jnp.array([[2.0, 0.0, 2.0]])
+        >>> loss = losses.grouped_shared_negatives_ce(
+        ...     pos, neg, valid=jnp.array([[True, True]]), hits=hits)
+        >>> print(f"{loss:.4f}")  # (log(2e² + 1) - 2 + log(2e² + 1 + e) - 1) / 2
+        1.3381
     """
     rows = jnp.asarray(valid, bool)
     p = jnp.where(rows, _f32(pos) - log_q_pos, 0.0)  # padded entries: finite, gradient-free
@@ -221,6 +277,14 @@ def shared_negatives_bpr_max(
     valid bool [N] rows that count; neg_mask bool [N, S], False where a negative is left out
     of the row (an accidental hit of its target). Returns the float32 mean (or sum) over
     valid rows (0 when none); a row left with no negative adds 0.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> pos, neg = jnp.array([2.0, 0.0]), jnp.array([[1.0, 0.0], [0.0, 0.0]])
+        >>> loss = losses.shared_negatives_bpr_max(pos, neg, valid=jnp.array([True, True]), bpreg=0.0)
+        >>> print(jnp.round(loss, 4))
+        0.4764
     """
     rows = jnp.asarray(valid, bool)
     p = jnp.where(rows, _f32(pos), 0.0)  # padded rows: finite, gradient-free
@@ -238,6 +302,13 @@ def full_softmax_ce(
 
     logits [B, I]; labels int [B]; mask bool [B] rows that count. Returns the float32 mean
     (or sum) over counted rows (0 when none).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> logits = jnp.array([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+        >>> print(jnp.round(losses.full_softmax_ce(logits, jnp.array([0, 2])), 4))
+        0.7531
     """
     return sampled_softmax_ce(logits, labels, valid=mask, reduction=reduction)
 
@@ -247,6 +318,13 @@ def bpr(pos: jax.Array, neg: jax.Array, mask: jax.Array | None = None) -> jax.Ar
 
     pos [B]; neg [B] or [B, S]; mask bool broadcastable to neg's shape, the pairs that count
     (default all). Returns the float32 mean over counted pairs (0 when none).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> # softplus(0 - 2) and softplus(0 - 0) = log 2, averaged
+        >>> print(jnp.round(losses.bpr(jnp.array([2.0, 0.0]), jnp.array([0.0, 0.0])), 4))
+        0.41
     """
     p, n = _f32(pos), _f32(neg)
     if n.ndim == 2:
@@ -315,6 +393,17 @@ def gru4rec_loss(
     eps: 1e-24, the official constant. reduction: 'mean' over valid rows (0 when there are
     none), or 'sum'; the official per-step loss is sum / batch_size. Rows left with no
     negative (one valid row and S = 0) contribute 0. Returns a float32 scalar.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> # B = 2 rows, S = 1 shared sample: the diagonal holds each row's target score
+        >>> logits = jnp.array([[2.0, 0.0, 1.0], [0.0, 1.0, -1.0]])
+        >>> valid = jnp.array([True, True])
+        >>> print(jnp.round(losses.gru4rec_loss(logits, valid, kind="cross-entropy"), 4))
+        0.4076
+        >>> print(f"{losses.gru4rec_loss(logits, valid, kind='bpr-max', bpreg=0.0):.4f}")
+        0.2596
     """
     if kind not in GRU4REC_LOSSES:
         raise ConfigError(f"loss kind {kind!r}: use one of {', '.join(GRU4REC_LOSSES)}")
@@ -359,6 +448,14 @@ def multinomial_nll(logits: jax.Array, x: jax.Array) -> jax.Array:
 
     logits, x: [B, I] (x the multi-hot or count row; vae_cf multiplies the log-softmax by the
     raw, un-normalised input). Returns float32 [B]; the caller masks and averages rows.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> # uniform logits over 4 items, 2 positives: 2 · log 4
+        >>> x = jnp.array([[1.0, 1.0, 0.0, 0.0]])
+        >>> print(jnp.round(losses.multinomial_nll(jnp.zeros((1, 4)), x), 4))
+        [2.7726]
     """
     log_p = jax.nn.log_softmax(_f32(logits), axis=-1)
     return -jnp.sum(log_p * _f32(x), axis=-1)
@@ -368,18 +465,39 @@ def gaussian_kl(mu: jax.Array, logvar: jax.Array) -> jax.Array:
     """KL(N(mu, exp(logvar)) ‖ N(0, I)) per row: Σ_d ½(-logvar + exp(logvar) + mu² - 1).
 
     mu, logvar: [B, D] → float32 [B] (vae_cf's KL before its batch mean).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> print(losses.gaussian_kl(jnp.array([[0.0, 1.0]]), jnp.zeros((1, 2))))
+        [0.5]
     """
     mu, logvar = _f32(mu), _f32(logvar)
     return 0.5 * jnp.sum(-logvar + jnp.exp(logvar) + jnp.square(mu) - 1.0, axis=-1)
 
 
 def kl_anneal(step: jax.Array, anneal_steps: int, cap: float) -> jax.Array:
-    """β = min(cap, step / anneal_steps): vae_cf's linear KL annealing, from the update count."""
+    """β = min(cap, step / anneal_steps): vae_cf's linear KL annealing, from the update count.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> print(losses.kl_anneal(jnp.array(20), 200, 0.2), losses.kl_anneal(jnp.array(500), 200, 0.2))
+        0.1 0.2
+    """
     return jnp.minimum(jnp.float32(cap), _f32(step) / jnp.float32(max(anneal_steps, 1)))
 
 
 def masked_row_mean(per_row: jax.Array, rows: jax.Array) -> jax.Array:
-    """Mean of `per_row` [B] over the True entries of `rows` [B]; 0 if there are none."""
+    """Mean of `per_row` [B] over the True entries of `rows` [B]; 0 if there are none.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> rows = jnp.array([True, True, False])
+        >>> print(losses.masked_row_mean(jnp.array([1.0, 3.0, 100.0]), rows))
+        2.0
+    """
     return _row_mean(_f32(per_row), rows, "mean")
 
 
@@ -388,13 +506,27 @@ def masked_row_mean(per_row: jax.Array, rows: jax.Array) -> jax.Array:
 
 def sigmoid_bce(logits: jax.Array, label: float) -> jax.Array:
     """Element-wise sigmoid cross-entropy with a constant label (tf's
-    sigmoid_cross_entropy_with_logits): softplus(-x) for label 1, softplus(x) for label 0."""
+    sigmoid_cross_entropy_with_logits): softplus(-x) for label 1, softplus(x) for label 0.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> print(jnp.round(losses.sigmoid_bce(jnp.array([0.0, 2.0]), 1.0), 4))
+        [0.6931 0.1269]
+    """
     x = _f32(logits)
     return label * jax.nn.softplus(-x) + (1.0 - label) * jax.nn.softplus(x)
 
 
 def l2_half(tree) -> jax.Array:
-    """Σ w² / 2 over every leaf (tf.nn.l2_loss summed), float32 scalar."""
+    """Σ w² / 2 over every leaf (tf.nn.l2_loss summed), float32 scalar.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> print(losses.l2_half({"w": jnp.array([1.0, 2.0]), "b": jnp.array([2.0])}))
+        4.5
+    """
     return sum(0.5 * jnp.sum(jnp.square(_f32(w))) for w in jax.tree.leaves(tree))
 
 
@@ -402,12 +534,26 @@ def cfgan_zr_penalty(output: jax.Array, zr_mask: jax.Array) -> jax.Array:
     """CFGAN's zero-reconstruction term per row: Σ_j y_j² over the sampled ZR entries.
 
     output float [B, N] (G's output); zr_mask bool/float [B, N]. Returns float32 [B].
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> out, zr = jnp.array([[0.5, 0.1, 0.2]]), jnp.array([[True, False, True]])
+        >>> print(jnp.round(losses.cfgan_zr_penalty(out, zr), 4))
+        [0.29]
     """
     return jnp.sum(jnp.square(_f32(output)) * _f32(zr_mask), axis=-1)
 
 
 def irgan_reward(d_logits: jax.Array) -> jax.Array:
-    """IRGAN's reward from the discriminator's logits: 2 (σ(x) - 1/2), in (-1, 1)."""
+    """IRGAN's reward from the discriminator's logits: 2 (σ(x) - 1/2), in (-1, 1).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> print(jnp.round(losses.irgan_reward(jnp.array([0.0, 10.0])), 4))
+        [0.     0.9999]
+    """
     return 2.0 * (jax.nn.sigmoid(_f32(d_logits)) - 0.5)
 
 
@@ -417,6 +563,14 @@ def irgan_policy_gradient(log_prob: jax.Array, reward: jax.Array, mask: jax.Arra
     log_prob float [B, S]: log-softmax of G at the sampled items; reward float [B, S]: the
     discriminator's reward already times the importance weight p_G / p_n (a constant);
     mask bool [B, S]: real samples. Returns float32 [B] (0 for a row without samples).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import losses
+        >>> log_prob = jnp.log(jnp.array([[0.5, 0.25]]))
+        >>> reward, mask = jnp.array([[1.0, -1.0]]), jnp.array([[True, True]])
+        >>> print(jnp.round(losses.irgan_policy_gradient(log_prob, reward, mask), 4))
+        [-0.3466]
     """
     m = _f32(mask)
     r = jax.lax.stop_gradient(_f32(reward))

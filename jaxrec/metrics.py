@@ -30,6 +30,14 @@ def mask_items(scores: jax.Array, ids: jax.Array, mask: jax.Array) -> jax.Array:
 
     scores: float [B, I]; ids: int [B, L] item ids to exclude; mask: bool [B, L], False for
     padding (padded ids are ignored whatever their value). Returns float [B, I].
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import metrics
+        >>> scores = jnp.array([[0.1, 0.9, 0.5, 0.3]])
+        >>> # exclude item 1; the second slot is padding, so its id 0 is ignored
+        >>> print(metrics.mask_items(scores, jnp.array([[1, 0]]), jnp.array([[True, False]])))
+        [[ 0.1 -inf  0.5  0.3]]
     """
     num_items = scores.shape[-1]
     rows = jnp.arange(scores.shape[0])[:, None]
@@ -45,6 +53,13 @@ def top_k(scores: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     Ties are broken toward the lower item id (that is `lax.top_k`'s order); the `recommend`
     CSV prints items in this same order. Tie-breaking matters for models with many equal
     scores (popularity, counts): a tie is neither optimistic nor pessimistic for a target.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import metrics
+        >>> values, ids = metrics.top_k(jnp.array([[0.1, 0.9, 0.5, 0.5]]), 3)
+        >>> print(values, ids)
+        [[0.9 0.5 0.5]] [[1 2 3]]
     """
     return sharding.top_k(scores, k)  # two-stage when the items are sharded
 
@@ -73,6 +88,15 @@ def ranking_metrics(
     float32 [B]. Binary relevance throughout: NDCG uses a log2 discount and an ideal DCG over
     min(k, |T|) targets; MRR is 1/rank of the first hit within k, else 0. Users with no
     targets get 0 everywhere and weight 0: average a metric as sum(m * w) / sum(w).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import metrics
+        >>> top_ids = jnp.array([[2, 1, 3]])  # ranked list of one user
+        >>> targets, mask = jnp.array([[1, 3]]), jnp.array([[True, True]])
+        >>> m = metrics.ranking_metrics(top_ids, targets, mask, ks=(1, 3))
+        >>> print(m["hr@1"], m["recall@3"], m["mrr@3"], f"ndcg@3 {m['ndcg@3'][0]:.4f}")
+        [0.] [1.] [0.5] ndcg@3 0.6934
     """
     if recall_denominator not in _RECALL_DENOMINATORS:
         raise ConfigError(
@@ -118,6 +142,15 @@ def sampled_rank(
     column 0 under a stable sort (numpy's default quicksort does not promise stability, so
     SASRec's own tie order is implementation-defined). ties='pessimistic' counts ties against
     the target (>=), a bound worth checking for models with many equal scores.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import metrics
+        >>> target, negatives = jnp.array([0.5]), jnp.array([[0.9, 0.5, 0.1]])
+        >>> print(metrics.sampled_rank(target, negatives))
+        [1]
+        >>> print(metrics.sampled_rank(target, negatives, ties="pessimistic"))
+        [2]
     """
     if ties == "optimistic":
         beats = negative_scores > target_scores[:, None]
@@ -134,6 +167,13 @@ def sampled_metrics(rank: jax.Array, ks: tuple[int, ...]) -> dict[str, jax.Array
     rank: int [B]. Returns float32 [B] arrays: 'hr@k' (rank < k), 'ndcg@k'
     (1/log2(rank+2) if rank < k, SASRec's NDCG with a single relevant item), 'mrr@k'
     (1/(rank+1) if rank < k) for each k, and 'mrr' (1/(rank+1) over all N+1 candidates).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxrec import metrics
+        >>> m = metrics.sampled_metrics(jnp.array([0, 3]), ks=(1, 10))
+        >>> print(m["hr@1"], m["hr@10"], m["mrr"], f"ndcg@10 {m['ndcg@10'][1]:.4f}")
+        [1. 0.] [1. 1.] [1.   0.25] ndcg@10 0.4307
     """
     r = rank.astype(jnp.float32)
     out: dict[str, jax.Array] = {}
@@ -183,6 +223,18 @@ def sample_negatives(
     `hash(seed, u, j) mod I` (counter-based), and a user's negatives are its first N
     accepted draws, so the same (seed, user) gives the same negatives whatever the batch.
     Rejection runs in vectorised rounds over the whole batch, not a loop per negative.
+
+    Examples:
+        >>> import numpy as np
+        >>> from jaxrec import metrics
+        >>> from jaxrec.data.interactions import Sequences
+        >>> history = Sequences.from_rows([[0, 1], [2]])
+        >>> neg = metrics.sample_negatives(history, np.array([0, 1]), num_items=5, n=3, seed=0)
+        >>> print(neg.shape, np.isin(neg[0], [0, 1]).any(), np.isin(neg[1], [2]).any())
+        (2, 3) False False
+        >>> # a user's draws depend on (seed, user) only, not on the batch it is in
+        >>> print((metrics.sample_negatives(history, np.array([1]), 5, 3, 0) == neg[1]).all())
+        True
     """
     users = np.asarray(users, dtype=np.int64)
     if n <= 0 or len(users) == 0:

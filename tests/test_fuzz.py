@@ -425,10 +425,7 @@ def _corrupt(kind: str, fmt: str, rng) -> bytes:
     if kind == "truncated":
         return raw[:i]
     if kind == "garbled bytes":
-        out = bytearray(raw)
-        for _ in range(rng.randint(1, 4)):
-            out[rng.randrange(len(out))] = rng.randrange(256)
-        return bytes(out)
+        return _garble(raw, rng)
     if kind == "nasty token":
         return (text[:i] + rng.choice(NASTY) + text[i:]).encode("utf-8", "surrogateescape")
     if kind == "field dropped":
@@ -446,18 +443,31 @@ def _corrupt(kind: str, fmt: str, rng) -> bytes:
     if kind == "header only / empty":
         return rng.choice([b"", b"\n\n", (lines[0] + "\n").encode()])
     if kind == "wrong dtype/shape/pickle":
-        bad = [
-            np.ones((3, 2), np.float32),
-            np.ones((3, 3), np.int64),
-            np.ones((0, 2), np.int64),
-            np.array(["a", "b"]),
-        ]
-        if rng.random() < 0.25:  # an object array: only np.save's pickle can write it
-            buf = io.BytesIO()
-            np.save(buf, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
-            return buf.getvalue()
-        return _npy_bytes(rng.choice(bad))
+        return _wrong_npy(rng)
     raise ValueError(kind)
+
+
+def _garble(raw: bytes, rng) -> bytes:
+    """`raw` with one to four bytes overwritten at random."""
+    out = bytearray(raw)
+    for _ in range(rng.randint(1, 4)):
+        out[rng.randrange(len(out))] = rng.randrange(256)
+    return bytes(out)
+
+
+def _wrong_npy(rng) -> bytes:
+    """A well-formed .npy file of the wrong dtype or shape, or an object array (pickle)."""
+    bad = [
+        np.ones((3, 2), np.float32),
+        np.ones((3, 3), np.int64),
+        np.ones((0, 2), np.int64),
+        np.array(["a", "b"]),
+    ]
+    if rng.random() < 0.25:  # an object array: only np.save's pickle can write it
+        buf = io.BytesIO()
+        np.save(buf, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+        return buf.getvalue()
+    return _npy_bytes(rng.choice(bad))
 
 
 TEXT_KINDS = (

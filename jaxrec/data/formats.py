@@ -421,8 +421,7 @@ def read_recbole(path, columns: dict | None = None) -> Interactions:
 
 def read_parquet(path, columns: dict | None = None) -> Interactions:
     """Parquet through pyarrow; columns as in `read_csv`. Nulls and NaN are errors."""
-    import pyarrow as pa  # lazy: pyarrow costs ~0.3 s to import and most runs read text
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # lazy: pyarrow is slow to import and most runs read text
 
     p = _check_file(path)
     try:  # pyarrow raises many types on a corrupt file (ArrowInvalid, OSError, UnicodeError)
@@ -436,31 +435,37 @@ def read_parquet(path, columns: dict | None = None) -> Interactions:
         _fail(f"not a readable Parquet file: {e}", p)
     if table.num_rows == 0:
         _fail("empty file: no rows", p)
-    out = {}
-    for role, name in cols.items():
-        arr = table.column(name).combine_chunks()
-        if pa.types.is_dictionary(arr.type):  # pandas categoricals are stored this way
-            arr = arr.dictionary_decode()
-        if arr.null_count:
-            row = np.argmax(arr.is_null().to_numpy(zero_copy_only=False)) + 1
-            _fail(f"missing value (null) in column {name!r}", p, row, role)
-        try:  # a damaged file can hold bytes that are not UTF-8 in a string column
-            values = arr.to_numpy(zero_copy_only=False)
-        except (pa.ArrowException, UnicodeError) as e:
-            _fail(f"column {name!r} cannot be read ({e}); the file is damaged", p, None, role)
-        if role in ("user", "item"):
-            out[role] = _ids(values.astype(str), p, np.arange(1, len(values) + 1), role)
-        elif pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
-            out[role] = values.astype("datetime64[s]").astype(np.int64) * 1.0
-        elif pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
-            out[role] = values.astype(np.float64)
-            if not np.isfinite(out[role]).all():
-                _fail("NaN or infinite value", p, np.argmin(np.isfinite(out[role])) + 1, role)
-        else:
-            _fail(f"column {name!r} has type {arr.type}; expected numbers", p, None, role)
+    out = {role: _parquet_column(table.column(name), name, role, p) for role, name in cols.items()}
     return Interactions.from_raw(
         out["user"], out["item"], out.get("timestamp"), out.get("rating"), source=p
     )
+
+
+def _parquet_column(column, name: str, role: str, p: str) -> np.ndarray:
+    """One pyarrow column of a Parquet file as the values of `role` (ids, or float64 numbers:
+    timestamps in seconds); nulls, NaN and unreadable or non-numeric columns are errors."""
+    import pyarrow as pa
+
+    arr = column.combine_chunks()
+    if pa.types.is_dictionary(arr.type):  # pandas categoricals are stored this way
+        arr = arr.dictionary_decode()
+    if arr.null_count:
+        row = np.argmax(arr.is_null().to_numpy(zero_copy_only=False)) + 1
+        _fail(f"missing value (null) in column {name!r}", p, row, role)
+    try:  # a damaged file can hold bytes that are not UTF-8 in a string column
+        values = arr.to_numpy(zero_copy_only=False)
+    except (pa.ArrowException, UnicodeError) as e:
+        _fail(f"column {name!r} cannot be read ({e}); the file is damaged", p, None, role)
+    if role in ("user", "item"):
+        return _ids(values.astype(str), p, np.arange(1, len(values) + 1), role)
+    if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):
+        return values.astype("datetime64[s]").astype(np.int64) * 1.0
+    if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+        _fail(f"column {name!r} has type {arr.type}; expected numbers", p, None, role)
+    numbers = values.astype(np.float64)
+    if not np.isfinite(numbers).all():
+        _fail("NaN or infinite value", p, np.argmin(np.isfinite(numbers)) + 1, role)
+    return numbers
 
 
 def read_npy_pairs(path) -> Interactions:
