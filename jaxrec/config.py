@@ -510,34 +510,44 @@ def _check_choices(cfg: Config, where: str) -> None:
             f"{where}: model.caser.loss=sampled-softmax needs loss.n_sample ≥ 1", "loss.n_sample"
         )
     if name == "nextitnet":
-        if loss.kind not in ("cross-entropy", "bpr-max"):
-            raise _error(
-                f"{where}: nextitnet: loss.kind={loss.kind!r}; use cross-entropy or bpr-max",
-                "loss.kind",
-            )
-        if loss.kind == "bpr-max" and not loss.n_sample:
-            raise _error(
-                f"{where}: nextitnet: loss.kind=bpr-max needs sampled negatives (loss.n_sample)",
-                "loss.kind",
-            )
+        _check_nextitnet_loss(loss, where)
     if name == "cdae" and m.cdae.loss == "logistic" and m.cdae.output_activation != "sigmoid":
         raise _error(
             f"{where}: model.cdae.loss=logistic needs model.cdae.output_activation=sigmoid",
             "model.cdae.output_activation",
         )
     if name == "cfgan":
-        c, batch = m.cfgan, cfg.train.batch_size
-        for field in ("g_batch_size", "d_batch_size"):
-            if batch % getattr(c, field):
-                raise _error(
-                    f"{where}: model.cfgan.{field} must divide train.batch_size={batch}",
-                    f"model.cfgan.{field}",
-                )
-        if c.shared_zr_pm and c.zr_ratio != c.pm_ratio:
+        _check_cfgan_batches(m.cfgan, cfg.train.batch_size, where)
+
+
+def _check_nextitnet_loss(loss, where: str) -> None:
+    """NextItNet trains with the full softmax or BPR-max over sampled negatives only."""
+    if loss.kind not in ("cross-entropy", "bpr-max"):
+        raise _error(
+            f"{where}: nextitnet: loss.kind={loss.kind!r}; use cross-entropy or bpr-max",
+            "loss.kind",
+        )
+    if loss.kind == "bpr-max" and not loss.n_sample:
+        raise _error(
+            f"{where}: nextitnet: loss.kind=bpr-max needs sampled negatives (loss.n_sample)",
+            "loss.kind",
+        )
+
+
+def _check_cfgan_batches(c, batch: int, where: str) -> None:
+    """CFGAN's generator and discriminator sub-batches tile the batch; a shared ZR/PM draw
+    needs one ratio."""
+    for field in ("g_batch_size", "d_batch_size"):
+        if batch % getattr(c, field):
             raise _error(
-                f"{where}: model.cfgan.shared_zr_pm needs pm_ratio == zr_ratio (one draw)",
-                "model.cfgan.shared_zr_pm",
+                f"{where}: model.cfgan.{field} must divide train.batch_size={batch}",
+                f"model.cfgan.{field}",
             )
+    if c.shared_zr_pm and c.zr_ratio != c.pm_ratio:
+        raise _error(
+            f"{where}: model.cfgan.shared_zr_pm needs pm_ratio == zr_ratio (one draw)",
+            "model.cfgan.shared_zr_pm",
+        )
 
 
 def _check_range(field: dataclasses.Field, value: Any, raw: Any, where: str, key: str) -> None:
@@ -576,29 +586,14 @@ def _said(allowed: str) -> str:
 
 
 def _coerce(tp, value, where: str, key: str):
+    """`value` read from YAML or --set, checked against the field's type `tp` → the value."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where, key + ".")
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(a, value, where, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise _error(errors[0], key)
+        return _coerce_union(tp, value, where, key)
     if origin is Literal:
-        choices = typing.get_args(tp)
-        if isinstance(value, str) and value in choices:
-            return value
-        near = difflib.get_close_matches(str(value), choices, n=1)
-        hint = f"did you mean {near[0]!r}? " if near else ""
-        raise _error(f"{where}: {key}={value!r}: {hint}use one of {', '.join(choices)}", key)
+        return _coerce_choice(tp, value, where, key)
     if origin is tuple:
         (elem, *_) = typing.get_args(tp)
         items = value if isinstance(value, list | tuple) else [value]
@@ -607,25 +602,54 @@ def _coerce(tp, value, where: str, key: str):
         if not isinstance(value, dict):
             raise _error(f"{where}: '{key}' must be a mapping, got {value!r}", key)
         return {str(k): str(v) for k, v in value.items()}
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            try:
-                return float(value)
-            except OverflowError:  # an int beyond float's range
-                pass
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            return str(value)
+    return _coerce_scalar(tp, value, where, key)
+
+
+def _coerce_union(tp, value, where: str, key: str):
+    """The first member of `X | Y | None` that accepts `value`, else the first error."""
+    args = typing.get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for a in args:
+        if a is type(None):
+            continue
+        try:
+            return _coerce(a, value, where, key)
+        except ConfigError as e:
+            errors.append(str(e))
+    raise _error(errors[0], key)
+
+
+def _coerce_choice(tp, value, where: str, key: str) -> str:
+    """`value` if it is one of the `Literal[...]` choices, else an error naming the nearest."""
+    choices = typing.get_args(tp)
+    if isinstance(value, str) and value in choices:
+        return value
+    near = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise _error(f"{where}: {key}={value!r}: {hint}use one of {', '.join(choices)}", key)
+
+
+def _as_float(value):
+    """float(value) for numbers and YAML 1.1's dotless '1e-3' strings, else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except (OverflowError, ValueError):  # an int beyond float's range, or not a number
+        return None
+
+
+def _coerce_scalar(tp, value, where: str, key: str):
+    """bool, int, float or str `value` as `tp`; no silent bool↔number conversions."""
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and (number := _as_float(value)) is not None:
+        return number
+    if tp is str and isinstance(value, str | int | float) and not isinstance(value, bool):
+        return str(value)
     name = getattr(tp, "__name__", str(tp))
     raise _error(f"{where}: '{key}' must be {name}, got {value!r}", key)
