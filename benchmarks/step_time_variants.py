@@ -8,8 +8,7 @@ Each variant: NAME=KEY=VALUE[;KEY=VALUE...] (`--set`s of `jaxrec train`; empty a
 first `=` for the config as is). The step is compiled as `jaxrec train` compiles it
 (`jaxrec.step.compile_train_step`) and run on the same first mini-batches of the pipeline:
 5 warm-up calls, then the median of 25 timed calls, each stopped with `block_until_ready`.
-Applies the config's `train.host_malloc` as `jaxrec train` does (`trainer.prepare`). Prints step p50 and steps per epoch × p50 (no input pipeline, no
-validation).
+Prints step p50 and steps per epoch × p50 (no input pipeline, no validation).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import time
 import jax
 import numpy as np
 
-from jaxrec import host_memory, sharding, trainer
+from jaxrec import sharding, trainer
 from jaxrec.config import load_config
 from jaxrec.step import compile_train_step
 
@@ -56,7 +55,6 @@ def main() -> None:
     p.add_argument("config")
     p.add_argument("--variant", action="append", required=True, metavar="NAME=SETS")
     a = p.parse_args()
-    host_memory.apply_setting(load_config(a.config).train.host_malloc)
     for v in a.variant:
         name, _, sets = v.partition("=")
         p50, steps = time_step(a.config, [s for s in sets.split(";") if s])

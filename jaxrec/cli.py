@@ -171,11 +171,10 @@ def _check_out(path: str) -> Path:
 
 
 def cmd_train(args) -> None:
-    from jaxrec import distributed, host_memory, trainer
+    from jaxrec import distributed, trainer
     from jaxrec.config import load_config
 
     cfg = load_config(args.config, args.set)
-    host_memory.apply_setting(cfg.train.host_malloc)  # before XLA's threads start
     distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     name = Path(args.config).stem if args.config else "default"
     trainer.train_and_evaluate(cfg, args.workdir or os.path.join("runs", name), force=args.force)

@@ -318,8 +318,6 @@ class TrainConfig:
     nonfinite: Literal["stop", "skip"] = (
         "stop"  # non-finite loss/metrics: stop (naming the step) | skip the update
     )
-    # Host malloc for XLA's CPU temporaries: default | keep-freed (jaxrec.host_memory).
-    host_malloc: Literal["default", "keep-freed"] = "default"
     # SIGTERM → checkpoint and exit 143 within this time.
     preempt_grace_seconds: float = ranged(25.0, "> 0")
 

@@ -29,7 +29,7 @@ import numpy as np
 from flax import linen as nn
 from tqdm import tqdm
 
-from jaxrec import baselines, evaluation, host_memory, sharding
+from jaxrec import baselines, evaluation, sharding
 from jaxrec import workdir as workdir_lib
 from jaxrec.checkpoint import Checkpointer, crash_point
 from jaxrec.config import Config
@@ -63,7 +63,6 @@ def prepare(cfg: Config, vocab=None) -> Run:
     vocab: (user raw ids, item raw ids) to look dense ids up in (a workdir's saved
     vocabularies), instead of numbering them from the data as it is now.
     """
-    host_memory.apply_setting(cfg.train.host_malloc)  # effective if nothing ran before
     data, split, remap = load_split_onto(cfg.data, vocab)
     mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.model)
     sharding.check_divisible(mesh, cfg.train.batch_size)

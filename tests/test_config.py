@@ -207,7 +207,6 @@ def test_lists_that_need_a_value_refuse_an_empty_one():
         ("optim.name", "lamb"),
         ("optim.schedule", "step"),
         ("train.nonfinite", "ignore"),
-        ("train.host_malloc", "keep"),
         ("eval.select_on", "train"),
         ("eval.recall_denominator", "max"),
         ("eval.protocols", "[full, popular]"),

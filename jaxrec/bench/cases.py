@@ -37,12 +37,11 @@ def run_case(case: dict) -> list[dict]:
     """Measure one (benchmark, model, config) in this process → records."""
     if case["benchmark"] == "machine":
         return machine_case(case)
-    from jaxrec import host_memory, trainer
+    from jaxrec import trainer
     from jaxrec.bench.serving import scorer_case, shard_memory_case
     from jaxrec.config import load_config, to_dict
 
     cfg = load_config(case["config"], case["set"])
-    host_memory.apply_setting(cfg.train.host_malloc)  # before this case's first computation
     serving = {"scorer": scorer_case, "embedding-shards": shard_memory_case}.get(case["benchmark"])
     t = time.perf_counter()
     run = None if serving else trainer.prepare(cfg)

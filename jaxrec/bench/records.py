@@ -22,8 +22,6 @@ def context(cfg_dict: dict | None = None) -> dict:
     """Where a number comes from: hardware, device kind and count, versions, commit, config."""
     import jax
 
-    from jaxrec import host_memory
-
     commit = None
     try:
         git = ["git", "rev-parse", "HEAD"]
@@ -45,8 +43,6 @@ def context(cfg_dict: dict | None = None) -> dict:
         "jaxlib": __import__("jaxlib").version.__version__,
         "python": platform.python_version(),
         "commit": commit,
-        # glibc malloc keeping freed memory (jaxrec.host_memory), or the system default
-        "host_malloc": host_memory.state(),
         "config": cfg_dict,
     }
 

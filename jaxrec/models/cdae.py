@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxrec.models.dropout import Dropout
 from jaxrec.models.vae import Dense, constrain
 
 ACTIVATIONS = {
@@ -48,7 +47,7 @@ class CDAE(nn.Module):
         self.dec = Dense(self.num_items, ("embed", "items"), self.dtype)
         init = nn.with_logical_partitioning(nn.initializers.normal(0.01), ("users", "hidden"))
         self.user_node = self.param("user_node", init, (self.num_users, self.hidden))
-        self.drop = Dropout(self.corruption)  # nn.Dropout's mask, faster bits on CPU
+        self.drop = nn.Dropout(self.corruption)
 
     def encode(self, x: jax.Array, users: jax.Array, train: bool = False) -> jax.Array:
         x = constrain(x.astype(jnp.float32), ("batch", "items"))

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrec import losses, threefry
+from jaxrec import losses
 from jaxrec.data.user_rows import user_rows_dataset
 from jaxrec.errors import ConfigError
 from jaxrec.models.cdae import ACTIVATIONS, CDAE
@@ -60,7 +60,7 @@ def negative_weights(key, x: jax.Array, negatives: int) -> jax.Array:
     """
     n_pos = x.sum(-1, keepdims=True)
     p = jnp.minimum(1.0, negatives * n_pos / jnp.maximum(x.shape[1] - n_pos, 1.0))
-    keep = threefry.uniform(key, x.shape) < p  # jax.random's draw, faster on CPU
+    keep = jax.random.uniform(key, x.shape) < p
     return constrain(jnp.where(keep, 1.0 - x, 0.0), ("batch", "items"))
 
 
