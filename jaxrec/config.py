@@ -377,12 +377,40 @@ def to_dict(cfg: Any) -> dict:
     return plain(cfg)
 
 
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+CONFIG_DIR = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+
+def config_names() -> dict[str, Path]:
+    """{name: path} of the configs shipped with jaxrec, addressable by name (`gru4rec_games`).
+
+    An installed package carries them in jaxrec/configs/ (pyproject.toml's package-dir maps
+    the repository's configs/ there); a source checkout reads the repository's configs/.
+    """
+    repo = Path(__file__).parents[1]
+    dirs = [CONFIG_DIR, repo / "configs"] if (repo / "pyproject.toml").is_file() else [CONFIG_DIR]
+    return {p.stem: p for d in dirs for p in sorted(d.glob("*.yaml"))}
+
+
+def find_config(spec: str | Path) -> Path:
+    """A config file's path, or a shipped config's name (`gru4rec_games`) → its path."""
+    path = Path(spec)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    names = config_names()
+    name = path.name.removesuffix(".yaml")
+    if name not in names:
+        raise ConfigError(
+            f"{spec}: no such config file, nor a shipped config name; "
+            f"the shipped configs are: {', '.join(sorted(names))}"
+        )
+    return names[name]
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
-    """Read a YAML config (the embedded default when `path` is None) and apply overrides."""
-    path = DEFAULT_CONFIG if path is None else path
+    """Read a YAML config (a path, a shipped config's name, or the embedded default when
+    `path` is None) and apply overrides."""
+    path = DEFAULT_CONFIG if path is None else find_config(path)
     where = str(path)
     try:
         text = Path(path).read_text()
@@ -411,9 +439,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if key in lines:
             raise ConfigError(str(e).replace(f"{where}:", f"{where}:{lines[key]}:", 1)) from None
         raise
-    # Data paths in a config file are relative to that file, so configs/ can be moved.
+    # Data paths in a config file are relative to that file, so configs/ can be moved; those
+    # given with --set are relative to the working directory, as any command-line path.
     paths = {
-        name: _resolve_path(value, Path(path).parent)
+        name: _resolve_path(value, Path() if f"data.{name}" in overridden else Path(path).parent)
         for name in ("source", "valid_source", "test_source")
         if (value := getattr(cfg.data, name)) is not None
     }

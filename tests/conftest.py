@@ -1,6 +1,7 @@
 """Every test runs on 8 fake CPU devices (DESIGN.md §4.7), set before any JAX op."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # instead of 130 s (2-core CPU, 2026-12-02), with the same results; subprocesses (CLI,
 # bench) inherit it. Set XLA_FLAGS yourself to test optimised code.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# This project keeps its data sets beside the repository (../shared/data); the library's data
+# directory is $JAXREC_DATA_DIR (jaxrec.data.load.data_dir), so the tests and their
+# subprocesses point it there.
+_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if _SHARED.is_dir():
+    os.environ.setdefault("JAXREC_DATA_DIR", str(_SHARED))
 
 import jax  # noqa: E402
 

@@ -2,16 +2,15 @@
 
 `data.source` is one of:
 - `synthetic`: the embedded generator (`data.synthetic.*`);
-- `shared:<path>`: a file under the shared data directory, `$JAXREC_DATA_DIR` when set,
-  else `../shared/data` from the working directory (the layout of this project's CI);
+- `shared:<path>`: a file under the data directory (`data_dir()`: `$JAXREC_DATA_DIR` when
+  set, else `~/.cache/jaxrec`, where downloads go too);
 - `download:<name>`: a registered public data set (`jaxrec.data.download.DATASETS`),
-  fetched once and checksummed (offline with JAXREC_OFFLINE=1);
+  fetched once into the data directory and checksummed (offline with JAXREC_OFFLINE=1);
 - a file path (relative paths in a config file are relative to that file).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -49,19 +48,20 @@ def load_interactions(cfg: DataConfig, source: str | None = None) -> Interaction
     return data
 
 
-def shared_data_dir() -> Path:
-    """$JAXREC_DATA_DIR, else ../shared/data from the working directory."""
-    env = os.environ.get("JAXREC_DATA_DIR")
-    return Path(env) if env else Path("..", "shared", "data").resolve()
+def data_dir() -> Path:
+    """The folder `shared:<path>` sources are read from: $JAXREC_DATA_DIR, else
+    ~/.cache/jaxrec (the download cache, `download.cache_root`)."""
+    return download.cache_root()
 
 
 def resolve_source(source: str) -> Path:
+    """The file a `data.source` names (`shared:<path>` under `data_dir()`)."""
     if source.startswith("shared:"):
-        path = shared_data_dir() / source.removeprefix("shared:")
+        path = data_dir() / source.removeprefix("shared:")
         if not path.exists():
             raise ConfigError(
                 f"data.source={source!r}: {path} does not exist; set JAXREC_DATA_DIR to the "
-                "folder that holds the shared data sets"
+                "folder that holds the data sets"
             )
         return path
     return Path(source)
