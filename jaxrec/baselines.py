@@ -179,9 +179,9 @@ def item_sets(*parts: Sequences, num_items: int) -> Sequences:
     return Sequences(indptr, (keys % num_items).astype(np.int32))
 
 
-# A row of n items costs n² scattered adds as pairs against 2·I² flops in a dense block.
-# On the 2-core CPU a scattered add took 20-23 ns and the blocked float32 matmul ran at
-# 240-260 GFLOP/s, which break even near n = 0.02·I; denser rows go through the matmul.
+# A row of n items costs n² scattered adds as pairs against 2·I² flops in a dense block;
+# with a scattered add about 5,000 times dearer than a matmul flop on CPU they break even
+# near n = 0.02·I, so denser rows go through the matmul.
 _DENSE_ROW_SHARE = 0.02
 _BLOCK_FLOATS = 1 << 24  # a dense block [block, I] and a row panel [panel, I]: 64 MiB each
 _PAIR_BUDGET = 1 << 22  # item pairs per scatter; its index arrays take about 300 MiB at most
@@ -293,9 +293,8 @@ def _ease_solve(gram, l2):
 
 
 # Live float32 [I, I] arrays at the peak of `ease_weights`: XᵀX (whose buffer the LU
-# factors and then B take over) and the identity that becomes P. Measured with VmHWM at
-# 26,744 items: building XᵀX peaked at 1.2 [I, I] arrays above the process's earlier
-# memory, inverting it at 2.1.
+# factors and then B take over) and the identity that becomes P; building XᵀX in panels
+# stays below that.
 _EASE_ARRAYS = 2
 
 
@@ -310,10 +309,9 @@ def ease_weights(split: Split, stage: str = "test", l2: float = 500.0) -> jax.Ar
     [I, I] arrays live at once (2 · I² · 4 bytes: 5.7 GB at 26,744 items). On CPU the LU
     and its triangular solves are jax's LAPACK calls into scipy's OpenBLAS (not numpy's),
     in float32; they ran at 26,744 items (tests/test_baselines.py, slow).
-    float32 is enough: against float64 numpy on the definition, B differed by at most 4e-7
-    (max |B| 0.5) on synthetic data up to 3,000 items and condition number 5e3, and every
-    user's top-10 list was the same; tests/test_baselines.py checks |ΔB| ≤ 2e-6 and 99 % of
-    top-10 lists, and at 26,744 items that G (e_j - B[:, j]) vanishes off j (≤ 1e-5).
+    float32 is enough: tests/test_baselines.py checks B against float64 numpy on the
+    definition (|ΔB| ≤ 2e-6, ≥ 99 % of top-10 lists the same) and, at 26,744 items, that
+    G (e_j - B[:, j]) vanishes off j (≤ 1e-5).
 
     Raises ConfigError if l2 ≤ 0, and BaselineTooLarge before any work when the two
     [I, I] arrays exceed the memory `available_bytes` reports (the message says to drop

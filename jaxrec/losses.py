@@ -175,8 +175,8 @@ def shared_negatives_ce(
     out of the row's denominator (an accidental hit of its target). Returns the float32
     mean (or, with reduction="sum", the sum) of -log p(target) over valid rows.
 
-    In NextItNet's step on Games (B 128, L 20, S 1,024, 2-core CPU) the concatenations,
-    broadcasts and their transposes took 17 ms of an 82 ms step (XLA profile, 2026-11-29).
+    The positive and negative terms stay separate: concatenating them into one [N, 1 + S]
+    logits array cost a large share of NextItNet's step in copies and transposes.
 
     Examples:
         >>> import jax.numpy as jnp

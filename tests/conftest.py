@@ -8,9 +8,8 @@ import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests compile hundreds of small programs and run each a few times: XLA's compiler, not the
-# programs, takes their time. Without LLVM's optimisations tests/test_caser.py ran in 69 s
-# instead of 130 s (2-core CPU, 2026-12-02), with the same results; subprocesses (CLI,
-# bench) inherit it. Set XLA_FLAGS yourself to test optimised code.
+# programs, takes their time. Without LLVM's optimisations the suite runs about twice as
+# fast with the same results; subprocesses (CLI, bench) inherit it. Set XLA_FLAGS yourself to test optimised code.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 # This project keeps its data sets beside the repository (../shared/data); the library's data
 # directory is $JAXREC_DATA_DIR (jaxrec.data.load.data_dir), so the tests and their
