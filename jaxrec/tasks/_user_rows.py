@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
+from jaxrec.config import TrainConfig
+from jaxrec.data.interactions import Sequences
+from jaxrec.data.user_rows import user_rows_dataset
 from jaxrec.models.vae import constrain
 
 
@@ -69,3 +73,23 @@ def masked_update(state: TrainState, tx: optax.GradientTransformation, grads, ke
     return state.replace(
         step=state.step + keep.astype(state.step.dtype), params=params, opt_state=opt_state
     )
+
+
+def rows_dataset(rows: Sequences, train: TrainConfig, values: np.ndarray | None = None):
+    """The Task's `dataset(process_index, process_count)`: `rows` in mini-batches of
+    `train.batch_size`, over `train.epochs` with its seed and shuffle (values: optional
+    float32 per event, e.g. AutoRec's ratings)."""
+
+    def dataset(process_index: int, process_count: int):
+        return user_rows_dataset(
+            rows,
+            batch_size=train.batch_size,
+            epochs=train.epochs,
+            seed=train.seed,
+            shuffle=train.shuffle,
+            values=values,
+            process_index=process_index,
+            process_count=process_count,
+        )
+
+    return dataset

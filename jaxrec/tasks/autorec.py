@@ -33,12 +33,11 @@ import optax
 from jaxrec import losses
 from jaxrec.data.interactions import Sequences
 from jaxrec.data.load import load_interactions
-from jaxrec.data.user_rows import user_rows_dataset
 from jaxrec.errors import ConfigError
 from jaxrec.models.autorec import AutoRec
 from jaxrec.optim import make_optimizer
 from jaxrec.tasks import Task
-from jaxrec.tasks._user_rows import TrainState, masked_update, multi_hot
+from jaxrec.tasks._user_rows import TrainState, masked_update, multi_hot, rows_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,17 +212,7 @@ def build(cfg, split, events=None) -> Task:
         params = model.init(rng, jnp.zeros((B, ratings.num_users), jnp.float32))["params"]
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
-    def dataset(process_index: int, process_count: int):
-        return user_rows_dataset(
-            seqs,
-            batch_size=B,
-            epochs=cfg.train.epochs,
-            seed=cfg.train.seed,
-            shuffle=cfg.train.shuffle,
-            values=values,
-            process_index=process_index,
-            process_count=process_count,
-        )
+    dataset = rows_dataset(seqs, cfg.train, values)
 
     width = int(seqs.lengths.max())
     train_rows = _rows(seqs, values, np.arange(ratings.num_items), width)

@@ -24,13 +24,12 @@ import numpy as np
 import optax
 
 from jaxrec import losses
-from jaxrec.data.user_rows import user_rows_dataset
 from jaxrec.errors import ConfigError
 from jaxrec.models.cdae import ACTIVATIONS, CDAE
 from jaxrec.models.vae import constrain
 from jaxrec.optim import make_optimizer
 from jaxrec.tasks import Task
-from jaxrec.tasks._user_rows import TrainState, masked_update, multi_hot
+from jaxrec.tasks._user_rows import TrainState, masked_update, multi_hot, rows_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,16 +143,7 @@ def build(cfg, split) -> Task:
         params = model.init(rng, x, jnp.zeros((B,), jnp.int32))["params"]
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
-    def dataset(process_index: int, process_count: int):
-        return user_rows_dataset(
-            split.train,
-            batch_size=B,
-            epochs=cfg.train.epochs,
-            seed=cfg.train.seed,
-            shuffle=cfg.train.shuffle,
-            process_index=process_index,
-            process_count=process_count,
-        )
+    dataset = rows_dataset(split.train, cfg.train)
 
     static = StepConfig(model, tx, c.l2, c.loss, c.output_activation, c.negatives)
     return Task(

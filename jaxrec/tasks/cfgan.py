@@ -33,11 +33,10 @@ import optax
 
 from jaxrec import losses
 from jaxrec.data.interactions import Sequences
-from jaxrec.data.user_rows import user_rows_dataset
 from jaxrec.models.cfgan import CFGANDiscriminator, CFGANGenerator
 from jaxrec.optim import make_optimizer
 from jaxrec.tasks import Task
-from jaxrec.tasks._user_rows import TrainState, keep_if, multi_hot
+from jaxrec.tasks._user_rows import TrainState, keep_if, multi_hot, rows_dataset
 
 
 def sample_unobserved(key, x: jax.Array, ratio: float, shared: bool = False) -> jax.Array:
@@ -214,16 +213,7 @@ def build(cfg, split) -> Task:
         dense[np.repeat(np.arange(rows.num_rows), rows.lengths), rows.items] = 1.0
         score = functools.partial(cfgan_score, s=s, items_by_user=dense)
 
-    def dataset(process_index: int, process_count: int):
-        return user_rows_dataset(
-            rows,
-            batch_size=t.batch_size,
-            epochs=t.epochs,
-            seed=t.seed,
-            shuffle=t.shuffle,
-            process_index=process_index,
-            process_count=process_count,
-        )
+    dataset = rows_dataset(rows, t)
 
     return Task(
         name="cfgan",

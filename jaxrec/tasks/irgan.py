@@ -28,10 +28,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxrec import losses
-from jaxrec.data.user_rows import user_rows_dataset
 from jaxrec.models.irgan import MF
 from jaxrec.tasks import Task
-from jaxrec.tasks._user_rows import TrainState, keep_if, multi_hot
+from jaxrec.tasks._user_rows import TrainState, keep_if, multi_hot, rows_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,16 +218,7 @@ def build(cfg, split) -> Task:
     def score(params, users, hist_ids, hist_mask):
         return mf.apply({"params": params["generator"]}, users, method="all_items")
 
-    def dataset(process_index: int, process_count: int):
-        return user_rows_dataset(
-            split.train,
-            batch_size=t.batch_size,
-            epochs=t.epochs,
-            seed=t.seed,
-            shuffle=t.shuffle,
-            process_index=process_index,
-            process_count=process_count,
-        )
+    dataset = rows_dataset(split.train, t)
 
     return Task(
         name="irgan",
